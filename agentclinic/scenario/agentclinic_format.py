@@ -1,0 +1,1 @@
+"""Adapters for the AgentClinic case files (MedQA and NEJM JSONL)."""

@@ -1,0 +1,217 @@
+"""The scenario model: one clinical case, as the environment and its agents see it.
+
+Every model rejects unknown keys, so a typo in a scenario file is an error, not a
+silently ignored field. The native file format (``scenarios/README.md``) is exactly
+these models written as YAML or JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Slug = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9][a-z0-9._-]*$")]
+ICD10_PATTERN = re.compile(r"^[A-TV-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?$")
+
+
+class Strict(BaseModel):
+    """Base for every saved model: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class FactCategory(str, Enum):
+    """Where a fact belongs in a structured history."""
+
+    HPI = "hpi"
+    PMH = "pmh"
+    MEDICATIONS = "medications"
+    ALLERGIES = "allergies"
+    SOCIAL = "social"
+    FAMILY = "family"
+    ROS = "ros"
+    OBSTETRIC = "obstetric"
+    OTHER = "other"
+
+
+class Disclosure(str, Enum):
+    """When the patient tells a fact: unprompted, only when asked, or never."""
+
+    VOLUNTEER = "volunteer"
+    ON_ASK = "on-ask"
+    HIDDEN = "hidden"
+
+
+class Provenance(Strict):
+    """Where a scenario comes from and under which terms it may be used."""
+
+    source: Text = Field(description="'synthetic' for cases written here, else the data set's name")
+    synthetic: bool = Field(description="True when the case was invented, not taken from a real patient")
+    licence: Text
+    authors: str | None = None
+    reference: str | None = Field(None, description="citation or record locator in the source")
+    notes: str | None = None
+
+
+class Persona(Strict):
+    """How the patient talks and feels."""
+
+    description: str | None = Field(None, description="who the patient is, in a sentence or two")
+    mood: str | None = Field(None, description="emotional state at the start, e.g. 'anxious'")
+    health_literacy: Literal["low", "average", "high"] = "average"
+    verbosity: Literal["terse", "normal", "talkative"] = "normal"
+    language: str = "English"
+
+
+class Patient(Strict):
+    """Demographics and persona. ``informant`` is who answers, e.g. 'mother' for a child."""
+
+    age: Annotated[float, Field(ge=0, le=130)]
+    age_unit: Literal["years", "months", "days"] = "years"
+    sex: Literal["female", "male", "intersex", "unknown"]
+    gender: str | None = None
+    ethnicity: str | None = None
+    occupation: str | None = None
+    informant: str | None = None
+    persona: Persona = Field(default_factory=Persona)
+
+    def describe(self) -> str:
+        """A short human-readable description, e.g. '54-year-old female'."""
+        age = int(self.age) if float(self.age).is_integer() else self.age
+        unit = self.age_unit[:-1]
+        return f"{age}-{unit}-old {self.sex}"
+
+
+class Fact(Strict):
+    """One thing the patient knows, in the first person, with its disclosure level."""
+
+    id: Slug | None = Field(None, description="stable id; defaults to f1, f2, ... in file order")
+    category: FactCategory
+    text: Text
+    disclosure: Disclosure = Disclosure.ON_ASK
+    important: bool = Field(False, description="a key fact a good history must elicit")
+    keywords: list[Text] = Field(default_factory=list, description="extra words that should match this fact")
+
+
+class ExamFinding(Strict):
+    """An examination finding, by body system (``name`` is the manoeuvre or sign)."""
+
+    system: Text
+    name: str | None = None
+    result: Text
+    abnormal: bool | None = None
+
+
+class LabTest(Strict):
+    """A test the measurement agent can report, by canonical name or synonym."""
+
+    name: Text
+    group: Text = Field(description="e.g. 'Blood tests', 'Imaging', 'Microbiology'")
+    synonyms: list[Text] = Field(default_factory=list)
+    result: Text
+    value: float | None = None
+    unit: str | None = None
+    reference_range: str | None = None
+    abnormal: bool | None = None
+    relevant: bool = Field(False, description="whether ordering it helps to reach the diagnosis")
+    price_code: Slug | None = Field(None, description="key in the price table; the group price otherwise")
+
+
+class Image(Strict):
+    """An image the doctor can request. ``asset`` is a reference (see ``assets.py``)."""
+
+    id: Slug | None = Field(None, description="defaults to img1, img2, ... in file order")
+    asset: Text
+    modality: Text = Field(description="e.g. 'CT', 'MR', 'X-ray', 'US', 'fundus photo', 'histology'")
+    description: str | None = Field(None, description="what a reader would report; for text-only doctors")
+    mask: str | None = Field(None, description="asset reference of a ground-truth segmentation mask")
+
+    @property
+    def remote(self) -> bool:
+        return self.asset.startswith(("http://", "https://"))
+
+
+class Condition(Strict):
+    """A diagnosis: a name, its aliases and its ICD-10-CM code."""
+
+    name: Text
+    aliases: list[Text] = Field(default_factory=list)
+    icd10: str | None = None
+
+    @field_validator("icd10")
+    @classmethod
+    def _icd10_shape(cls, code: str | None) -> str | None:
+        if code is None:
+            return None
+        code = code.strip().upper()
+        if not ICD10_PATTERN.match(code):
+            raise ValueError(f"{code!r} is not shaped like an ICD-10-CM code (e.g. 'I21.4')")
+        if len(code) > 3 and "." not in code:
+            code = f"{code[:3]}.{code[3:]}"
+        return code
+
+    def names(self) -> list[str]:
+        return [self.name, *self.aliases]
+
+
+class RedFlag(Strict):
+    """A danger sign the doctor should ask about, tied to the facts that reveal it."""
+
+    text: Text
+    facts: list[Slug] = Field(default_factory=list, description="ids of facts that answer it")
+
+
+class Scenario(Strict):
+    """One clinical case."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    id: Slug
+    title: Text
+    specialty: Text
+    difficulty: Literal["easy", "medium", "hard"] = "medium"
+    provenance: Provenance
+    doctor_brief: Text = Field(description="what the doctor is told at the start")
+    patient: Patient
+    facts: list[Fact] = Field(default_factory=list)
+    examination: list[ExamFinding] = Field(default_factory=list)
+    tests: list[LabTest] = Field(default_factory=list)
+    images: list[Image] = Field(default_factory=list)
+    unknown_tests: Literal["not-available", "normal"] = Field(
+        "not-available", description="what the measurement agent says for a test the case lacks")
+    diagnosis: Condition
+    differential: list[Condition] = Field(default_factory=list)
+    red_flags: list[RedFlag] = Field(default_factory=list)
+    _source: Any = PrivateAttr(None)  # loaders.Source: file and line numbers, when read from a file
+
+    @field_validator("specialty")
+    @classmethod
+    def _normalise_specialty(cls, value: str) -> str:
+        return re.sub(r"[\s_]+", "-", value.strip().lower())
+
+    @model_validator(mode="after")
+    def _ids_and_references(self) -> Scenario:
+        for i, fact in enumerate(self.facts, 1):
+            if fact.id is None:
+                fact.id = f"f{i}"
+        for i, image in enumerate(self.images, 1):
+            if image.id is None:
+                image.id = f"img{i}"
+        for kind, ids in (("fact", [f.id for f in self.facts]), ("image", [m.id for m in self.images])):
+            seen = {x for x in ids if ids.count(x) > 1}
+            if seen:
+                raise ValueError(f"duplicate {kind} ids: {sorted(seen)}")
+        fact_ids = {f.id for f in self.facts}
+        for flag in self.red_flags:
+            missing = [x for x in flag.facts if x not in fact_ids]
+            if missing:
+                raise ValueError(f"red flag {flag.text!r} names unknown facts {missing}")
+        return self
+
+    def fact(self, fact_id: str) -> Fact:
+        return next(f for f in self.facts if f.id == fact_id)

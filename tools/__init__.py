@@ -1,0 +1,1 @@
+"""The doctor's expert tools, installed as ``agentclinic.tools``."""
