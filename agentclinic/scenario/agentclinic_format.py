@@ -1,1 +1,260 @@
-"""Adapters for the AgentClinic case files (MedQA and NEJM JSONL)."""
+"""Adapters for the AgentClinic case files (Schmidgall et al., 2024): MedQA and NEJM JSONL.
+
+The files are third-party data: they are read from a path the user gives, never copied.
+MedQA: the patient actor becomes categorised facts; the nested examination and test
+trees become flat findings and tests with readable names (``Blood_Tests.Acetylcholine_
+Receptor_Antibodies`` -> "Acetylcholine receptor antibodies", group "Blood tests").
+NEJM: the correct answer is the diagnosis, the others the differential, and the image
+URL a remote asset (offline the case runs text-only, and the scenario says so).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from agentclinic.errors import ScenarioError
+from agentclinic.scenario.loaders import Record, Source, build, jsonl_rows, register_loader
+
+MEDQA_PROVENANCE = {
+    "source": "AgentClinic-MedQA", "synthetic": False, "licence": "MIT",
+    "reference": "Schmidgall et al. 2024, AgentClinic (arXiv:2405.07960)",
+}
+NEJM_PROVENANCE = {**MEDQA_PROVENANCE, "source": "AgentClinic-NEJM"}
+# Leaf keys that name the kind of result rather than the test ("Chest_CT.Findings").
+GENERIC_LEAVES = {"findings", "finding", "result", "results", "report", "value", "interpretation", "impression"}
+FACT_CATEGORIES = {
+    "past_medical_history": "pmh", "social_history": "social", "review_of_systems": "ros",
+    "family_history": "family", "allergies": "allergies", "current_medications": "medications",
+    "medications": "medications", "drug_history": "medications", "medication_history": "medications",
+    "obstetric_history": "obstetric", "history": "hpi",
+}
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def humanise(key: str) -> str:
+    """``Acetylcholine_Receptor_Antibodies`` -> ``Acetylcholine receptor antibodies``; acronyms stay."""
+    words = key.replace("_", " ").split()
+    out = [w if (w.isupper() and len(w) > 1) or any(c.isdigit() for c in w) else w.lower() for w in words]
+    text = " ".join(out)
+    return text[:1].upper() + text[1:]
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in SENTENCE_END.split(text.strip()) if s.strip()]
+
+
+def flatten(value: object, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], str]]:
+    """Leaves of a nested dict/list as (key path, text)."""
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            yield from flatten(sub, (*path, str(key)))
+    elif isinstance(value, list):
+        if all(not isinstance(v, (dict, list)) for v in value):
+            yield path, "; ".join(str(v) for v in value)
+        else:
+            for sub in value:
+                yield from flatten(sub, path)
+    elif value is not None and str(value).strip():
+        yield path, str(value).strip()
+
+
+def demographics(text: str) -> dict:
+    """'35-year-old female' -> age and sex (unknown parts stay unknown)."""
+    patient: dict = {"age": 0, "sex": "unknown"}
+    if re.search(r"\bnewborn\b", text, re.I):
+        patient["age_unit"] = "days"
+    age = re.search(r"(\d+(?:\.\d+)?)[\s-]*(year|month|week|day)s?[\s-]*old", text, re.I)
+    if age:
+        unit = age.group(2).lower()
+        value = float(age.group(1))
+        if unit == "week":
+            unit, value = "day", value * 7
+        patient.update(age=value, age_unit=f"{unit}s")
+    lowered = text.lower()
+    if re.search(r"\b(female|woman|girl|lady)\b", lowered):
+        patient["sex"] = "female"
+    elif re.search(r"\b(male|man|boy|gentleman)\b", lowered):
+        patient["sex"] = "male"
+    return patient
+
+
+def _numeric(result: str) -> dict:
+    match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*([A-Za-z%µ/^][\w%µ/^.\s]*)?\s*", result)
+    if not match:
+        return {}
+    return {"value": float(match.group(1)), "unit": (match.group(2) or "").strip() or None}
+
+
+IMAGING = re.compile(r"x-?ray|radiograph|\bct\b|\bmri\b|ultrason|sonogra|echocardio|\bscan\b|enema|angiogra|"
+                     r"imaging|mammogra|fluoroscop", re.I)
+
+
+def medqa_tests(tree: object) -> list[dict]:
+    """Nested test results -> flat tests.
+
+    ``Group.Test`` -> test "Test" in group "Group"; a generic leaf (``Chest_CT.Findings``)
+    names the test by its parent; deeper trees (``Group.Panel.Item``) give one test per
+    panel whose result lists its items.
+    """
+    panels: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+    for path, text in flatten(tree):
+        if len(path) > 1 and path[-1].lower() in GENERIC_LEAVES:
+            path = path[:-1]
+        key = path[:2] if len(path) >= 2 else path
+        panels.setdefault(key, []).append((" ".join(humanise(p) for p in path[2:]), text))
+    tests, taken = [], set()
+    for key, items in panels.items():
+        name = humanise(key[-1])
+        group = humanise(key[0]) if len(key) == 2 else ("Imaging" if IMAGING.search(name) else "Tests")
+        synonyms = {".".join(key), *re.findall(r"\(([A-Za-z0-9-]{2,})\)", name)}
+        if name.lower() in taken:  # e.g. WBC in the blood count and in the urinalysis
+            name = f"{name} ({group.lower()})"
+        else:
+            synonyms.add(key[-1])
+        taken.add(name.lower())
+        if len(items) == 1 and not items[0][0]:
+            result, extra = items[0][1], _numeric(items[0][1])
+        else:
+            result, extra = "; ".join(f"{item}: {text}" if item else text for item, text in items), {}
+        synonyms.discard(name)
+        tests.append({"name": name, "group": group, "synonyms": sorted(synonyms), "result": result,
+                      "relevant": True, **extra})
+    return tests
+
+
+def medqa_examination(tree: object) -> list[dict]:
+    findings = []
+    for path, text in flatten(tree):
+        system = humanise(path[0]) if path else "General"
+        name = " ".join(humanise(p) for p in path[1:]) or None
+        findings.append({"system": system, "name": name, "result": text})
+    return findings
+
+
+def medqa_facts(actor: dict) -> list[dict]:
+    """The patient actor as facts: the primary symptom is volunteered, the rest on ask."""
+    facts: list[dict] = []
+    symptoms = actor.get("Symptoms") or {}
+    if isinstance(symptoms, dict):
+        if symptoms.get("Primary_Symptom"):
+            facts.append({"category": "hpi", "text": str(symptoms["Primary_Symptom"]),
+                          "disclosure": "volunteer", "important": True})
+        for item in symptoms.get("Secondary_Symptoms") or []:
+            facts.append({"category": "hpi", "text": str(item), "important": True})
+        other = {k: v for k, v in symptoms.items() if k not in ("Primary_Symptom", "Secondary_Symptoms")}
+    else:
+        other = {"Symptoms": symptoms}
+    for key, value in {**other, **{k: v for k, v in actor.items() if k not in ("Demographics", "Symptoms")}}.items():
+        category = FACT_CATEGORIES.get(key.lower(), "other")
+        for path, text in flatten(value):
+            label = " ".join(humanise(p) for p in path)
+            for sentence in sentences(text) if category == "hpi" else [f"{label}: {text}" if label else text]:
+                facts.append({"category": category, "text": sentence})
+    return facts
+
+
+def load_medqa(path: Path) -> Iterator[Record]:
+    """AgentClinic MedQA / MedQA-extended JSONL, one OSCE case per line."""
+    for number, row in jsonl_rows(path):
+        if isinstance(row, ScenarioError):
+            yield row
+            continue
+        source = Source(path, number)
+        try:
+            osce = row["OSCE_Examination"]
+            actor = osce.get("Patient_Actor") or {}
+            data = {
+                "id": f"medqa-{number:03d}",
+                "title": str(osce.get("Objective_for_Doctor") or f"MedQA case {number}")[:120],
+                "specialty": "general",
+                "provenance": {**MEDQA_PROVENANCE, "reference": f"{MEDQA_PROVENANCE['reference']}; {path.name} line {number}"},
+                "doctor_brief": osce.get("Objective_for_Doctor") or "Assess and diagnose the patient.",
+                "patient": demographics(str(actor.get("Demographics", ""))),
+                "facts": medqa_facts(actor),
+                "examination": medqa_examination(osce.get("Physical_Examination_Findings") or {}),
+                "tests": medqa_tests(osce.get("Test_Results") or {}),
+                "diagnosis": {"name": osce.get("Correct_Diagnosis")} if osce.get("Correct_Diagnosis") else None,
+            }
+        except (KeyError, TypeError, AttributeError) as exc:
+            yield ScenarioError(f"not an AgentClinic MedQA record ({exc!r})", path=path, line=number)
+            continue
+        if data["diagnosis"] is None:
+            yield ScenarioError("missing diagnosis (Correct_Diagnosis is empty)", path=path, line=number,
+                                field="OSCE_Examination.Correct_Diagnosis", code="missing-diagnosis")
+            continue
+        built = build({k: v for k, v in data.items()}, source)
+        yield from built if isinstance(built, list) else [built]
+
+
+BULLET = re.compile(r"(?:^|\s)(?:\d+\.|-)\s+(?=\S)")
+PREAMBLE = re.compile(r"^(the information|the provided|for your role|here'?s what)", re.I)
+
+
+def nejm_findings(text: str) -> list[dict]:
+    """'1. Dermoscopy findings: X. 2. Skin biopsy: Y' or '- Name: value' lists -> tests.
+
+    A header without a value ('Laboratory studies:') collects the unnamed items after it.
+    """
+    tests: list[dict] = []
+    for segment in filter(None, (s.strip() for s in BULLET.split(text))):
+        name, sep, result = segment.partition(":")
+        if sep and len(name) <= 80 and not PREAMBLE.match(name):
+            name = re.sub(r"\s+(findings?|results?|readings?|indicated)$", "", name.strip(), flags=re.I)
+            tests.append({"name": name, "group": "Tests", "result": result.strip(), "relevant": True})
+        elif tests:
+            tests[-1]["result"] = "; ".join(filter(None, [tests[-1]["result"], segment]))
+    return [t for t in tests if t["result"]]
+
+
+def nejm_facts(patient_info: str) -> list[dict]:
+    """The patient brief (second person, often bulleted) as facts; the first is volunteered."""
+    parts = [s for chunk in BULLET.split(patient_info) for s in sentences(chunk)]
+    parts = [p for p in parts if not PREAMBLE.match(p)]
+    return [{"category": "hpi", "text": p, "disclosure": "volunteer" if i == 0 else "on-ask"}
+            for i, p in enumerate(parts)]
+
+
+def load_nejm(path: Path) -> Iterator[Record]:
+    """AgentClinic NEJM image challenge JSONL: question, patient_info, physical_exams, answers."""
+    for number, row in jsonl_rows(path):
+        if isinstance(row, ScenarioError):
+            yield row
+            continue
+        try:
+            answers = row.get("answers") or []
+            correct = [a["text"] for a in answers if a.get("correct")]
+            if not correct:
+                yield ScenarioError("missing diagnosis (no answer is marked correct)", path=path, line=number,
+                                    field="answers", code="missing-diagnosis")
+                continue
+            question = str(row.get("question", ""))
+            first = sentences(question)[0] if question else "A patient presents."
+            exams = str(row.get("physical_exams", ""))
+            tests = nejm_findings(exams)
+            data = {
+                "id": f"nejm-{number:03d}",
+                "title": first[:120],
+                "specialty": "general",
+                "provenance": {**NEJM_PROVENANCE, "reference": f"{NEJM_PROVENANCE['reference']}; {path.name} line {number}",
+                               "notes": "The case image is a remote URL: offline, the case runs text-only."},
+                "doctor_brief": f"{first} Take a history, request the findings you need and give your diagnosis.",
+                "patient": demographics(first),
+                "facts": nejm_facts(str(row.get("patient_info", ""))),
+                "examination": [] if tests else [{"system": "Examination and tests", "result": exams or "None recorded."}],
+                "tests": tests,
+                "images": [{"id": "img1", "asset": row["image_url"], "modality": "clinical image"}]
+                if row.get("image_url") else [],
+                "diagnosis": {"name": correct[0]},
+                "differential": [{"name": a["text"]} for a in answers if not a.get("correct")],
+            }
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:
+            yield ScenarioError(f"not an AgentClinic NEJM record ({exc!r})", path=path, line=number)
+            continue
+        built = build(data, Source(path, number))
+        yield from built if isinstance(built, list) else [built]
+
+
+register_loader("agentclinic_medqa", load_medqa, lambda row: "OSCE_Examination" in row)
+register_loader("agentclinic_nejm", load_nejm, lambda row: {"question", "answers"} <= row.keys())

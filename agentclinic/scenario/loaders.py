@@ -230,3 +230,6 @@ def load_scenarios(paths: str | Path | Iterable[str | Path], *, format: str | No
                     seen[record.id] = source_of(record)
                     result.scenarios.append(record)
     return result
+
+
+BANK_DIR = Path(__file__).resolve().parents[2] / "scenarios"

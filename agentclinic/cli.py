@@ -1,0 +1,123 @@
+"""The command line: ``agentclinic scenarios list|show|validate|import``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from agentclinic.errors import AgentClinicError
+from agentclinic.scenario.loaders import BANK_DIR, load_scenarios
+from agentclinic.scenario.prices import PriceTable, price_table
+from agentclinic.scenario.quality import validate_paths
+
+app = typer.Typer(help="agentclinic: an agentic clinical simulation environment.", no_args_is_help=True)
+scenarios_app = typer.Typer(help="List, show, validate and import scenarios.", no_args_is_help=True)
+app.add_typer(scenarios_app, name="scenarios")
+console = Console()
+err_console = Console(stderr=True)
+
+Paths = Annotated[Optional[list[Path]], typer.Argument(help="scenario files or folders (default: the bank)")]
+Format = Annotated[Optional[str], typer.Option("--format", help="loader name; default: by file shape")]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+def _fail(exc: AgentClinicError) -> None:
+    err_console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(2)
+
+
+@scenarios_app.command("list")
+def list_scenarios(paths: Paths = None, format: Format = None, as_json: AsJson = False,
+                   skip_errors: Annotated[bool, typer.Option(help="load what can be loaded")] = True) -> None:
+    """List scenarios: id, specialty, difficulty, counts and diagnosis."""
+    try:
+        loaded = load_scenarios(paths or [BANK_DIR], format=format, skip_errors=skip_errors)
+    except AgentClinicError as exc:
+        _fail(exc)
+    rows = [{"id": s.id, "title": s.title, "specialty": s.specialty, "difficulty": s.difficulty,
+             "facts": len(s.facts), "tests": len(s.tests), "images": len(s.images),
+             "diagnosis": s.diagnosis.name, "icd10": s.diagnosis.icd10} for s in loaded]
+    if as_json:
+        print(json.dumps({"scenarios": rows, "errors": [str(e) for e in loaded.errors]}, indent=2))
+        return
+    table = Table(title=f"{len(rows)} scenarios")
+    columns = ("id", "specialty", "difficulty", "facts", "tests", "images", "diagnosis", "icd10")
+    for column in columns:
+        table.add_column(column, no_wrap=column != "diagnosis")
+    for row in rows:
+        table.add_row(*(str(row[c]) if row[c] is not None else "" for c in columns))
+    console.print(table)
+    for error in loaded.errors:
+        err_console.print(f"[red]error:[/red] {error}")
+
+
+@scenarios_app.command("show")
+def show(scenario_id: Annotated[str, typer.Argument(help="scenario id")],
+         source: Annotated[Optional[list[Path]], typer.Option("--from", help="where to look (default: the bank)")] = None,
+         format: Format = None, as_json: AsJson = False) -> None:
+    """Print one scenario in the native format (YAML, or JSON with --json)."""
+    try:
+        scenario = load_scenarios(source or [BANK_DIR], format=format, skip_errors=True).get(scenario_id)
+    except KeyError as exc:
+        err_console.print(f"[red]error:[/red] {exc.args[0]}")
+        raise typer.Exit(2) from None
+    except AgentClinicError as exc:
+        _fail(exc)
+    data = scenario.model_dump(mode="json", exclude_none=True)
+    print(json.dumps(data, indent=2, ensure_ascii=False) if as_json
+          else yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100))
+
+
+@scenarios_app.command("validate")
+def validate(paths: Paths = None, format: Format = None, as_json: AsJson = False,
+             prices: Annotated[Optional[Path], typer.Option(help="price table (default: the bundled one)")] = None,
+             ) -> None:
+    """Run the quality gates; exit status 1 when any error is found."""
+    try:
+        table = PriceTable.load(prices) if prices else price_table()
+    except AgentClinicError as exc:
+        _fail(exc)
+    _, report = validate_paths(paths or [BANK_DIR], format=format, prices=table)
+    if as_json:
+        print(report.model_dump_json(indent=2))
+    else:
+        for issue in report.errors:
+            console.print(f"[red]error[/red] [dim]{issue.code}[/dim] {issue}", highlight=False)
+        for issue in report.warnings:
+            console.print(f"[yellow]warning[/yellow] [dim]{issue.code}[/dim] {issue}", highlight=False)
+        console.print(f"{report.scenarios} scenarios in {len(report.specialties)} specialties: "
+                      f"{len(report.errors)} errors, {len(report.warnings)} warnings")
+    raise typer.Exit(1 if report.errors else 0)
+
+
+@scenarios_app.command("import")
+def import_scenarios(source: Annotated[Path, typer.Argument(help="a file in any known format")],
+                     out: Annotated[Path, typer.Option("--out", help="folder for the native YAML files")],
+                     format: Format = None) -> None:
+    """Convert scenarios (e.g. AgentClinic JSONL) to native YAML files, one per scenario."""
+    try:
+        loaded = load_scenarios(source, format=format, skip_errors=True)
+    except AgentClinicError as exc:
+        _fail(exc)
+    out.mkdir(parents=True, exist_ok=True)
+    for scenario in loaded:
+        data = scenario.model_dump(mode="json", exclude_none=True)
+        (out / f"{scenario.id}.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
+                                                 encoding="utf-8")
+    for error in loaded.errors:
+        err_console.print(f"[red]skipped:[/red] {error}")
+    console.print(f"wrote {len(loaded)} scenarios to {out}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
