@@ -20,7 +20,7 @@ app = typer.Typer(help="agentclinic: an agentic clinical simulation environment.
 scenarios_app = typer.Typer(help="List, show, validate and import scenarios.", no_args_is_help=True)
 app.add_typer(scenarios_app, name="scenarios")
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 Paths = Annotated[Optional[list[Path]], typer.Argument(help="scenario files or folders (default: the bank)")]
 Format = Annotated[Optional[str], typer.Option("--format", help="loader name; default: by file shape")]
@@ -88,9 +88,9 @@ def validate(paths: Paths = None, format: Format = None, as_json: AsJson = False
         print(report.model_dump_json(indent=2))
     else:
         for issue in report.errors:
-            console.print(f"[red]error[/red] [dim]{issue.code}[/dim] {issue}", highlight=False)
+            console.print(f"[red]error[/red] [dim]{issue.code}[/dim] {issue}", highlight=False, soft_wrap=True)
         for issue in report.warnings:
-            console.print(f"[yellow]warning[/yellow] [dim]{issue.code}[/dim] {issue}", highlight=False)
+            console.print(f"[yellow]warning[/yellow] [dim]{issue.code}[/dim] {issue}", highlight=False, soft_wrap=True)
         console.print(f"{report.scenarios} scenarios in {len(report.specialties)} specialties: "
                       f"{len(report.errors)} errors, {len(report.warnings)} warnings")
     raise typer.Exit(1 if report.errors else 0)
