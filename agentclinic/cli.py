@@ -1,4 +1,4 @@
-"""The command line: ``agentclinic scenarios list|show|validate|import``."""
+"""The command line: ``agentclinic run`` and ``agentclinic scenarios list|show|validate|import``."""
 
 from __future__ import annotations
 
@@ -113,6 +113,41 @@ def import_scenarios(source: Annotated[Path, typer.Argument(help="a file in any 
     for error in loaded.errors:
         err_console.print(f"[red]skipped:[/red] {error}")
     console.print(f"wrote {len(loaded)} scenarios to {out}")
+
+
+@app.command()
+def run(
+    scenarios: Annotated[list[Path], typer.Option("--scenarios", help="scenario files or folders")] = [BANK_DIR],
+    format: Format = None,
+    doctor: Annotated[str, typer.Option(help="doctor spec: scripted, random or human")] = "scripted",
+    episodes: Annotated[Optional[int], typer.Option(help="episodes to play (default: one per scenario)")] = None,
+    seed: Annotated[int, typer.Option(help="base seed; episode i uses seed + i")] = 0,
+    concurrency: Annotated[int, typer.Option(help="episodes played at once in one event loop")] = 1,
+    max_turns: Annotated[int, typer.Option(help="turn budget (AgentClinic: 20)")] = 20,
+    max_tests: Annotated[Optional[int], typer.Option(help="test budget")] = None,
+    max_cost: Annotated[Optional[float], typer.Option(help="money budget, US dollars")] = None,
+    out: Annotated[Path, typer.Option(help="folder that holds runs")] = Path("runs"),
+    run_id: Annotated[Optional[str], typer.Option(help="run folder name (default: time and doctor)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the run in --run-id where it stopped")] = False,
+) -> None:
+    """Play doctor episodes over scenarios and record them in OUT/RUN_ID/."""
+    from agentclinic.runs.session import RunConfig, run_session
+
+    config = RunConfig(scenarios=[str(p) for p in scenarios], format=format, doctor=doctor, episodes=episodes,
+                       seed=seed, concurrency=concurrency, max_turns=max_turns, max_tests=max_tests,
+                       max_cost=max_cost)
+    try:
+        folder, summary = run_session(config, out=out, run_id=run_id, resume=resume, console=console)
+    except AgentClinicError as exc:
+        _fail(exc)
+    table = Table(title=f"run {folder.name}")
+    for column in ("episodes", "accuracy", "correct", "no diagnosis", "errors", "mean turns", "mean tests",
+                   "mean cost ($)"):
+        table.add_column(column, justify="right")
+    table.add_row(*(str(summary[k]) if summary[k] is not None else "-" for k in (
+        "episodes", "accuracy", "correct", "no_diagnosis", "errors", "mean_turns", "mean_tests", "mean_cost")))
+    console.print(table)
+    console.print(f"records: {folder / 'episodes.jsonl'}")
 
 
 def main() -> None:

@@ -32,9 +32,12 @@ class PriceTable(Strict):
 
     def price(self, test: LabTest) -> float:
         """The price of ordering ``test``: by its code, else its group, else the default."""
-        if test.price_code in self.codes:
-            return self.codes[test.price_code].price
-        return self.groups.get(test.group.lower(), self.default)
+        return self.price_of(test.price_code, test.group)
+
+    def price_of(self, code: str | None, group: str | None) -> float:
+        if code in self.codes:
+            return self.codes[code].price
+        return self.groups.get((group or "").lower(), self.default)
 
     @classmethod
     def load(cls, path: str | Path) -> PriceTable:

@@ -1,0 +1,149 @@
+"""The clinic: the async core of an episode. The environment owns the patient, the
+measurement agent, the judge, the tools, the ledger and the event log; the doctor is
+outside it and only sends actions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from agentclinic.agents.base import Judge, Measurement, Patient, Verdict
+from agentclinic.env.actions import (
+    Action, ActionError, Ask, CallTool, Diagnose, Examine, OrderTests, RequestImage, parse_action)
+from agentclinic.env.ledger import Budget, Ledger
+from agentclinic.errors import AgentClinicError
+from agentclinic.runs.record import Event
+from agentclinic.scenario.prices import PriceTable, price_table
+from agentclinic.scenario.schema import Scenario
+from agentclinic.tools.registry import TOOLS
+
+
+@dataclass
+class StepResult:
+    observation: str
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: dict = field(default_factory=dict)
+
+
+class Clinic:
+    """One simulated consultation at a time: ``reset(scenario)``, then ``await step(action)``."""
+
+    def __init__(self, patient: Patient, measurement: Measurement, judge: Judge,
+                 budget: Budget | None = None, prices: PriceTable | None = None):
+        self.patient, self.measurement, self.judge = patient, measurement, judge
+        self.budget = budget or Budget()
+        self.prices = prices or price_table()
+        self.scenario: Scenario | None = None
+
+    def reset(self, scenario: Scenario, seed: int | None = None) -> tuple[str, dict]:
+        self.scenario, self.seed = scenario, seed
+        self.patient.reset(scenario, seed)
+        self.measurement.reset(scenario, seed)
+        self.ledger = Ledger(budget=self.budget, price_table=self.prices.version)
+        self.events: list[Event] = []
+        self.done = False
+        self.outcome: str | None = None
+        self.truncated_by: str | None = None
+        self.diagnosis: Diagnose | None = None
+        self.verdict: Verdict | None = None
+        self.disclosed: list[tuple[int, str]] = []
+        brief = scenario.doctor_brief
+        if any(image.remote for image in scenario.images):
+            brief += " (Note: this case's images are remote and unavailable offline; it runs text-only.)"
+        return brief, self._info()
+
+    def _info(self, event: Event | None = None) -> dict:
+        return {"scenario": self.scenario.id if self.scenario else None, "turn": self.ledger.turns,
+                "ledger": self.ledger.snapshot(), "outcome": self.outcome, "truncated_by": self.truncated_by,
+                "action": event.action["type"] if event and event.action else None,
+                "error": event.error if event else None,
+                "verdict": self.verdict.model_dump() if self.verdict else None}
+
+    async def step(self, message: str | dict | Action, doctor_ms: float = 0.0) -> StepResult:
+        """Apply one doctor action; every call costs a turn, a malformed one too."""
+        if self.scenario is None or self.done:
+            raise AgentClinicError("the episode is over (or never started): call reset() first")
+        started = time.perf_counter()
+        self.ledger.turns += 1
+        raw = message if isinstance(message, (str, dict)) else message.model_dump()
+        event = Event(turn=self.ledger.turns, doctor=raw, observation="")
+        reward, terminated = 0.0, False
+        try:
+            action = parse_action(message)
+            event.action = action.model_dump()
+            event.observation, reward, terminated = await self._apply(action, event)
+        except ActionError as exc:
+            event.error = str(exc)
+            event.observation = f"Error: {exc}"
+        truncated = False
+        if not terminated and self.truncated_by is None and self.ledger.turns_left == 0:
+            self.truncated_by = "turns"
+        if self.truncated_by and not terminated:
+            truncated, self.outcome = True, "no-diagnosis"
+            event.observation += f"\nThe consultation is over: the {self.truncated_by.replace('_', ' ')} budget is used up."
+        self.done = terminated or truncated
+        event.ledger = self.ledger.snapshot()
+        event.env_ms = (time.perf_counter() - started) * 1000
+        event.doctor_ms = doctor_ms
+        self.events.append(event)
+        return StepResult(event.observation, reward, terminated, truncated, self._info(event))
+
+    async def _apply(self, action: Action, event: Event) -> tuple[str, float, bool]:
+        turn = self.ledger.turns
+        if isinstance(action, Ask):
+            reply = await self.patient.reply(action.text, turn)
+            new = [f for f in reply.disclosed if f not in {d for _, d in self.disclosed}]
+            self.disclosed += [(turn, f) for f in new]
+            event.disclosed = reply.disclosed
+            return f"Patient: {reply.text}", 0.0, False
+        if isinstance(action, Examine):
+            findings = await self.measurement.examine(action.system)
+            event.findings = [f.model_dump() for f in findings]
+            lines = [f"- {f.name + ': ' if f.name else ''}{f.result}" for f in findings]
+            return "Examination:\n" + "\n".join(lines), 0.0, False
+        if isinstance(action, OrderTests):
+            lines = []
+            for request in action.tests:
+                finding = await self.measurement.order(request)
+                if finding.available:
+                    price = self.prices.price_of(finding.price_code, finding.group) if finding.name else 0.0
+                    if over := self.ledger.over_budget_if(tests=1, money=price):
+                        self.truncated_by = over
+                        lines.append(f"- {request}: not done, the {over.replace('_', ' ')} budget is used up")
+                        break
+                    self.ledger.charge_test(finding.name or request, price)
+                event.findings.append(finding.model_dump())
+                lines.append(f"- {finding.name or request}: {finding.result}")
+            return "Test results:\n" + "\n".join(lines), 0.0, False
+        if isinstance(action, RequestImage):
+            images = [m for m in self.scenario.images if action.image_id in (None, m.id)]
+            if not images:
+                known = ", ".join(m.id for m in self.scenario.images) or "none"
+                raise ActionError(f"no image {action.image_id!r} in this case (images: {known})"
+                                  if action.image_id else "this case has no images")
+            lines = []
+            for image in images:
+                event.images.append({"id": image.id, "asset": image.asset, "modality": image.modality,
+                                     "sent": not image.remote})
+                note = "unavailable offline (remote)" if image.remote else "attached"
+                lines.append(f"- {image.id} ({image.modality}): {note}. {image.description or 'No report.'}")
+            return "Images:\n" + "\n".join(lines), 0.0, False
+        if isinstance(action, CallTool):
+            tool = TOOLS.get(action.name)
+            if tool is None:
+                raise ActionError(f"unknown tool {action.name!r}; available: {', '.join(sorted(TOOLS)) or 'none'}")
+            if over := self.ledger.over_budget_if(tool_calls=1):
+                self.truncated_by = over
+                return f"Tool {action.name}: not run, the tool call budget is used up", 0.0, False
+            self.ledger.charge_tool(action.name)
+            result = await tool(action.arguments, self)
+            event.tool = {"name": action.name, "arguments": action.arguments, "result": str(result)}
+            return f"Tool {action.name}: {result}", 0.0, False
+        assert isinstance(action, Diagnose)
+        self.diagnosis = action
+        self.verdict = await self.judge.judge(action.primary, self.scenario)
+        self.outcome = "correct" if self.verdict.correct else "incorrect"
+        return f"Diagnosis recorded: {action.primary}", float(self.verdict.correct), True

@@ -1,0 +1,95 @@
+"""``ClinicEnv``: the Gymnasium face of the clinic, synchronous over the async core.
+
+Observations and actions are text (``gymnasium.spaces.Text``); observations are folded to
+the space's charset (accents and symbols such as ``°`` or ``µ`` spelled in ASCII) and cut
+to its length, so ``check_env`` holds. ``info`` carries the ledger, the parsed action type,
+errors and, at the end, the judge's verdict. Reward: 1 for a correct diagnosis, else 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import string
+import unicodedata
+from pathlib import Path
+
+import gymnasium as gym
+from gymnasium import spaces
+
+from agentclinic.env.clinic import Clinic
+from agentclinic.env.ledger import Budget
+from agentclinic.scenario.loaders import BANK_DIR, ScenarioSet, load_scenarios
+from agentclinic.scenario.schema import Scenario
+
+CHARSET = string.ascii_letters + string.digits + string.punctuation + " \n"
+MAX_OBSERVATION = 8192
+MAX_ACTION = 2048
+SPELLED = {"°": " deg ", "µ": "u", "μ": "u", "×": "x", "–": "-", "—": "-", "’": "'", "‘": "'", "“": '"', "”": '"',
+           "≥": ">=", "≤": "<=", "±": "+/-", "…": "...", "→": "->", "\t": " ", "½": "1/2", "²": "^2", "³": "^3"}
+
+
+def to_charset(text: str, max_length: int = MAX_OBSERVATION) -> str:
+    """``text`` in the observation charset: symbols spelled out, accents dropped, the rest removed."""
+    text = "".join(SPELLED.get(ch, ch) for ch in text)
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if ch in CHARSET) or "."
+    return text if len(text) <= max_length else text[: max_length - 14] + " [truncated]"
+
+
+def scripted_clinic(budget: Budget | None = None) -> Clinic:
+    """A clinic with the offline scripted agents (shared embedding model)."""
+    from agentclinic.agents.judge import RuleJudge
+    from agentclinic.agents.measurement import ScriptedMeasurement
+    from agentclinic.agents.patient import ScriptedPatient
+
+    return Clinic(ScriptedPatient(), ScriptedMeasurement(), RuleJudge(), budget=budget)
+
+
+class ClinicEnv(gym.Env):
+    """A consultation per episode; ``reset(seed=..., options={"scenario": id})`` picks the case."""
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(self, scenarios: str | Path | list[Scenario] | ScenarioSet | None = None,
+                 max_turns: int = 20, budget: Budget | None = None, clinic: Clinic | None = None,
+                 render_mode: str | None = None):
+        if isinstance(scenarios, (str, Path)) or scenarios is None:
+            scenarios = load_scenarios(scenarios or BANK_DIR)
+        self.scenarios = list(scenarios)
+        if not self.scenarios:
+            raise ValueError("ClinicEnv needs at least one scenario")
+        self.by_id = {s.id: s for s in self.scenarios}
+        self.clinic = clinic or scripted_clinic(budget or Budget(turns=max_turns))
+        self.observation_space = spaces.Text(MAX_OBSERVATION, min_length=1, charset=CHARSET)
+        self.action_space = spaces.Text(MAX_ACTION, min_length=1, charset=CHARSET)
+        self.render_mode = render_mode
+        self._loop = asyncio.new_event_loop()
+        self._last = ""
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        wanted = (options or {}).get("scenario")
+        if wanted is not None:
+            if wanted not in self.by_id:
+                raise KeyError(f"no scenario {wanted!r}; known: {', '.join(sorted(self.by_id)[:10])}...")
+            scenario = self.by_id[wanted]
+        else:
+            scenario = self.scenarios[int(self.np_random.integers(len(self.scenarios)))]
+        episode_seed = int(self.np_random.integers(2**31 - 1))
+        observation, info = self.clinic.reset(scenario, episode_seed)
+        self._last = to_charset(observation)
+        return self._last, info
+
+    def step(self, action):
+        result = self._loop.run_until_complete(self.clinic.step(action))
+        self._last = to_charset(result.observation)
+        return self._last, result.reward, result.terminated, result.truncated, result.info
+
+    def render(self):
+        if self.render_mode == "ansi":
+            return self._last
+        return None
+
+    def close(self):
+        if not self._loop.is_closed():
+            self._loop.close()

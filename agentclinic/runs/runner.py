@@ -1,0 +1,74 @@
+"""The one episode loop every front end uses, and many episodes at once in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from agentclinic.agents.base import Doctor
+from agentclinic.env.clinic import Clinic
+from agentclinic.runs.record import EpisodeRecord
+from agentclinic.runs.writer import RunWriter
+from agentclinic.scenario.schema import Scenario
+
+
+async def play_episode(clinic: Clinic, doctor: Doctor, scenario: Scenario, *, seed: int | None,
+                       run_id: str = "", episode: int = 0, doctor_name: str = "") -> EpisodeRecord:
+    """Play one episode to its end; any failure is recorded in the result, never raised."""
+    started, started_at = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
+    doctor_seconds = 0.0
+    error = None
+    try:
+        observation, _ = clinic.reset(scenario, seed)
+        doctor.reset(observation, seed)
+        while True:
+            t0 = time.perf_counter()
+            action = await doctor.act(observation)
+            spent = time.perf_counter() - t0
+            doctor_seconds += spent
+            result = await clinic.step(action, doctor_ms=spent * 1000)
+            observation = result.observation
+            if result.terminated or result.truncated:
+                break
+    except Exception as exc:  # noqa: BLE001 - a failed episode is recorded and the run goes on
+        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+    ledger = getattr(clinic, "ledger", None)
+    verdict = clinic.verdict if error is None else None
+    diagnosis = getattr(clinic, "diagnosis", None)
+    return EpisodeRecord(
+        run_id=run_id, episode=episode, scenario_id=scenario.id, specialty=scenario.specialty, seed=seed,
+        doctor=doctor_name, outcome="error" if error else clinic.outcome or "no-diagnosis",
+        truncated_by=getattr(clinic, "truncated_by", None),
+        diagnosis=diagnosis.primary if diagnosis else None,
+        differential=diagnosis.differential if diagnosis else [],
+        verdict=verdict.model_dump() if verdict else None,
+        reward=float(bool(verdict and verdict.correct)), correct=bool(verdict and verdict.correct),
+        turns=ledger.turns if ledger else 0, tests=ledger.tests if ledger else 0,
+        tool_calls=ledger.tool_calls if ledger else 0, cost=ledger.cost if ledger else 0.0,
+        disclosed=list(getattr(clinic, "disclosed", [])), events=list(getattr(clinic, "events", [])),
+        started_at=started_at, seconds=round(time.perf_counter() - started, 4),
+        doctor_seconds=round(doctor_seconds, 4), error=error)
+
+
+async def run_episodes(plan: list[tuple[int, Scenario, int]], make_clinic: Callable[[], Clinic],
+                       make_doctor: Callable[[], Doctor], *, writer: RunWriter, run_id: str, doctor_name: str,
+                       concurrency: int = 1, on_done: Callable[[EpisodeRecord], None] | None = None) -> None:
+    """Play (episode, scenario, seed) items, ``concurrency`` at a time, appending each record as it ends."""
+    queue: asyncio.Queue = asyncio.Queue()
+    for item in plan:
+        queue.put_nowait(item)
+
+    async def worker() -> None:
+        clinic, doctor = make_clinic(), make_doctor()
+        while not queue.empty():
+            episode, scenario, seed = queue.get_nowait()
+            record = await play_episode(clinic, doctor, scenario, seed=seed, run_id=run_id, episode=episode,
+                                        doctor_name=doctor_name)
+            writer.append(record)
+            if on_done:
+                on_done(record)
+
+    await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(plan))))))

