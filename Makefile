@@ -1,4 +1,4 @@
-# Quick start: `make demo` runs agentclinic on the embedded offline default;
+# Quick start: `make demo` plays the scripted doctor over the scenario bank, offline;
 # `make test` runs the test suite. Both create or update the local .venv first.
 PYTHON ?= python3
 VENV ?= .venv
@@ -31,8 +31,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/agentclinic scenarios list scenarios/
 	$(BIN)/agentclinic scenarios validate scenarios/
+	$(BIN)/agentclinic run --scenarios scenarios/ --doctor scripted --seed 0 --concurrency 4
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -140,12 +140,14 @@ def run(
         folder, summary = run_session(config, out=out, run_id=run_id, resume=resume, console=console)
     except AgentClinicError as exc:
         _fail(exc)
-    table = Table(title=f"run {folder.name}")
-    for column in ("episodes", "accuracy", "correct", "no diagnosis", "errors", "mean turns", "mean tests",
-                   "mean cost ($)"):
-        table.add_column(column, justify="right")
-    table.add_row(*(str(summary[k]) if summary[k] is not None else "-" for k in (
-        "episodes", "accuracy", "correct", "no_diagnosis", "errors", "mean_turns", "mean_tests", "mean_cost")))
+    table = Table(title=f"run {folder.name}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for label, key in (("episodes", "episodes"), ("accuracy", "accuracy"), ("correct", "correct"),
+                       ("incorrect", "incorrect"), ("no diagnosis", "no_diagnosis"), ("errors", "errors"),
+                       ("mean turns", "mean_turns"), ("mean tests", "mean_tests"), ("mean cost (USD)", "mean_cost")):
+        value = summary[key]
+        table.add_row(label, "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value))
     console.print(table)
     console.print(f"records: {folder / 'episodes.jsonl'}")
 

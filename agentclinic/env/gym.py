@@ -24,7 +24,7 @@ from agentclinic.scenario.schema import Scenario
 CHARSET = string.ascii_letters + string.digits + string.punctuation + " \n"
 MAX_OBSERVATION = 8192
 MAX_ACTION = 2048
-SPELLED = {"°": " deg ", "µ": "u", "μ": "u", "×": "x", "–": "-", "—": "-", "’": "'", "‘": "'", "“": '"', "”": '"',
+SPELLED = {"°": "deg", "µ": "u", "μ": "u", "×": "x", "–": "-", "—": "-", "’": "'", "‘": "'", "“": '"', "”": '"',
            "≥": ">=", "≤": "<=", "±": "+/-", "…": "...", "→": "->", "\t": " ", "½": "1/2", "²": "^2", "³": "^3"}
 
 
@@ -33,7 +33,8 @@ def to_charset(text: str, max_length: int = MAX_OBSERVATION) -> str:
     text = "".join(SPELLED.get(ch, ch) for ch in text)
     text = unicodedata.normalize("NFKD", text)
     text = "".join(ch for ch in text if ch in CHARSET) or "."
-    return text if len(text) <= max_length else text[: max_length - 14] + " [truncated]"
+    marker = " [truncated]"
+    return text if len(text) <= max_length else text[: max_length - len(marker)] + marker
 
 
 def scripted_clinic(budget: Budget | None = None) -> Clinic:

@@ -1,0 +1,596 @@
+"""A rule-based diagnosis judge: normalised names, ICD-10-CM codes, guarded embeddings.
+
+``RuleJudge.judge`` compares a proposed diagnosis with the case's diagnosis (its name,
+aliases and ICD-10-CM code) and returns a ``Verdict`` with one of these levels:
+
+* ``none``      - no proposal (empty or ``None``).
+* ``exact``     - the normalised proposal equals the diagnosis name. Normalising lowers
+  case, strips accents, punctuation, articles and possessives (``Hashimoto's`` ==
+  ``Hashimoto``) and folds British spellings (haem/hem, oedema/edema, oesophag/esophag,
+  paediatric, tumour, leukaemia, anaemia, -isation ...).
+* ``synonym``   - equals an alias; or the same words up to order, fillers (``of``, ``due to``),
+  word-level synonyms (cardiac/heart, renal/kidney) and weak modifiers (``acute``,
+  ``primary``, ``severe``, ``disease`` ...); or the same ICD-10-CM code (the proposal may be a code such
+  as ``I21.19``, or text that exactly matches an ICD-10-CM description), including "X" vs
+  "X, unspecified" (M10 vs M10.9); or, where one name's words contain the other's, an
+  embedding cosine >= ``synonym_threshold`` (the extra words are redundant: "migraine
+  headache" for "migraine").
+* ``broader``   - the proposal's code is an ancestor of the diagnosis code (``I21`` for
+  ``I21.19``), or its words are a proper subset of the diagnosis words and still name a
+  disease (``pneumonia`` for ``community-acquired pneumonia``).
+* ``narrower``  - the proposal's code is a descendant of the diagnosis code (or of the code an
+  "unspecified" diagnosis code stands for: M10.07 under M10 for M10.9), or its words are a
+  proper superset of the diagnosis words.
+* ``wrong``     - anything else, and always a near miss: guards fire when the two names
+  differ in a number or type letter (type 1/type 2, type A/B, hepatitis B/C), a negation
+  (``non-``, ``without``, ``not``), a contrasting prefix (un-, a-, pseudo-, pre-, supra-...:
+  stable/unstable, gout/pseudogout), hyper-/hypo- (tachy-/brady-, ...), laterality or site
+  (left/right, upper/lower, anterior/inferior), acuity (acute/chronic), primary/secondary,
+  benign/malignant or mellitus/insipidus; and names where each has a word the other lacks
+  (``subdural`` vs ``extradural``, ``bronchitis`` vs ``bronchiolitis``) never reach the
+  embedding step, however similar their embeddings.
+
+``correct`` is true for ``exact`` and ``synonym``. The ICD-10-CM description index is
+built lazily, once per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import threading
+import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+
+from agentclinic.agents.base import MatchLevel, Verdict
+from agentclinic.scenario.schema import ICD10_PATTERN, Scenario
+
+# Calibrated on labelled pairs in tests/test_judge.py (all-MiniLM-L6-v2, normalised names). The
+# embedding step only sees pairs that pass the near-miss guards and where one name's words contain
+# the other's: it decides whether the extra words are redundant ("migraine headache" / "migraine"
+# 0.91, "asthma attack" 0.89, "migraine attack" 0.88) or specify a narrower condition ("allergic
+# rhinitis" / "rhinitis" 0.86, "viral pneumonia" 0.85, "temporal lobe epilepsy" 0.84).
+EMBEDDING_SYNONYM_THRESHOLD = 0.88
+# The lexical fallback (Dice overlap of word stems) only accepts near-identical word sets.
+LEXICAL_SYNONYM_THRESHOLD = 0.85
+
+RANK: dict[str, int] = {"exact": 0, "synonym": 1, "broader": 2, "narrower": 3, "wrong": 4, "none": 5}
+
+# --------------------------------------------------------------------------------------------
+# Normalisation
+# --------------------------------------------------------------------------------------------
+
+_SPELLING = [  # British -> American, applied to lower-case text
+    (r"aem", "em"),  # haem, anaemia, leukaemia, ischaemia, glycaemia, septicaemia, toxaemia
+    (r"\boe(?=[a-z])", "e"),  # oedema, oesophagus, oestrogen
+    (r"rrhoea", "rrhea"), (r"noea\b", "nea"), (r"noeic", "neic"),  # diarrhoea, dyspnoea, apnoea
+    (r"coeli", "celi"), (r"foet", "fet"), (r"amoeb", "ameb"), (r"oesophag", "esophag"),
+    (r"paed", "ped"), (r"gynaec", "gynec"), (r"anaesth", "anesth"), (r"\baet", "et"),
+    (r"caec", "cec"), (r"faec", "fec"), (r"praevi", "previ"), (r"orthopaed", "orthoped"),
+    (r"tumour", "tumor"), (r"colour", "color"), (r"behaviour", "behavior"), (r"humour", "humor"),
+    (r"odour", "odor"), (r"goitre", "goiter"), (r"centre", "center"), (r"fibre", "fiber"),
+    (r"litre", "liter"), (r"sulph", "sulf"), (r"isation", "ization"), (r"ised\b", "ized"),
+    (r"ising\b", "izing"), (r"yse\b", "yze"), (r"\bgrey\b", "gray"), (r"mould", "mold"),
+]
+_SPELLING_RE = [(re.compile(a), b) for a, b in _SPELLING]
+_SPELLING_ANY = re.compile("|".join(f"(?:{a})" for a, _ in _SPELLING))
+_NUMBER_WORDS = {
+    "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+    "first": "1", "second": "2", "third": "3", "fourth": "4", "fifth": "5",
+    "1st": "1", "2nd": "2", "3rd": "3", "4th": "4", "5th": "5",
+}
+_ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4", "v": "5", "vi": "6"}
+_NUMBERED = {"type", "grade", "stage", "class", "phase", "degree", "group", "level"}
+_LETTERED = _NUMBERED | {"hepatitis", "vitamin", "influenza", "factor", "protein", "serotype"}
+# Prefixes written as separate words ("pre-eclampsia") are joined to the next word.
+_JOINED_PREFIXES = frozenset("pre post pseudo peri para supra sub extra intra inter trans anti".split())
+_ARTICLES = {"a", "an", "the"}
+_HEDGES = re.compile(
+    r"^(?:(?:final|working|most likely|likely|probable|probably|possible|possibly|suspected|presumed|"
+    r"presumptive|provisional|(?:diagnosis|dx)(?: is| of)?)\b\s*)+")
+
+
+def _fold_accents(text: str) -> str:
+    if text.isascii():
+        return text
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def normalise(text: str) -> str:
+    """Lower case, accents, possessives, British spellings, punctuation and articles folded."""
+    text = _fold_accents(text).lower().replace("\u2019", "'").replace("\u2018", "'")
+    text = re.sub(r"'s\b", "", text)
+    text = re.sub(r"s'(?=\s|$)", "s", text)
+    text = text.replace("&", " and ")
+    if _SPELLING_ANY.search(text):
+        for pattern, repl in _SPELLING_RE:
+            text = pattern.sub(repl, text)
+    text = re.sub(r"[^a-z0-9]+", " ", text)
+    words = text.split()
+    out: list[str] = []
+    for i, word in enumerate(words):
+        previous = words[i - 1] if i else ""
+        if word in _ARTICLES and not (word == "a" and previous in _LETTERED):
+            continue
+        if word in _NUMBER_WORDS:
+            word = _NUMBER_WORDS[word]
+        elif word in _ROMAN and previous in _NUMBERED:
+            word = _ROMAN[word]
+        if out and out[-1] in _JOINED_PREFIXES:
+            word = out.pop() + word
+        out.append(word)
+    return " ".join(out)
+
+
+def _strip_hedges(text: str) -> str:
+    norm = normalise(text)
+    stripped = _HEDGES.sub("", norm).strip()
+    return stripped or norm
+
+
+# Words ignored when comparing word sets (order-free): fillers, and weak modifiers that do not
+# change the diagnosis ("acute appendicitis" == "appendicitis", "Graves disease" == "Graves").
+_FILLERS = frozenset("of in on to due at by for from and or with caused".split())
+_WEAK = frozenset("acute primary idiopathic simple uncomplicated unspecified typical classic classical spontaneous "
+                  "mellitus disease diseases syndrome disorder nos true condition mild moderate severe".split())
+# Word-level synonyms folded before comparing word sets.
+_WORD_FOLD = {
+    "cardiac": "heart", "renal": "kidney", "nephric": "kidney", "hepatic": "liver", "pulmonary": "lung",
+    "gastric": "stomach", "cerebral": "brain", "cutaneous": "skin", "venous": "vein", "arterial": "artery",
+    "ocular": "eye", "colonic": "colon", "rectal": "rectum", "vesical": "bladder", "neoplasm": "tumor",
+    "calculi": "stone", "stones": "stone", "calculus": "stone", "diseases": "disease",
+}
+
+
+def _content_words(norm: str) -> list[str]:
+    words = norm.split()
+    out = []
+    for i, w in enumerate(words):
+        if w in _FILLERS:
+            continue
+        if w == "type" and not (i + 1 < len(words) and len(words[i + 1]) <= 2):
+            continue  # "tension-type headache" == "tension headache"
+        out.append(_WORD_FOLD.get(w, w))
+    return out
+
+
+def _core(words: list[str]) -> frozenset[str]:
+    core = frozenset(w for w in words if w not in _WEAK)
+    return core or frozenset(words)
+
+
+# --------------------------------------------------------------------------------------------
+# Near-miss guards
+# --------------------------------------------------------------------------------------------
+
+_NEGATORS = frozenset("non no not without negative absent absence".split())
+_PREFIX_PAIRS = (("hyper", "hypo"), ("tachy", "brady"), ("micro", "macro"), ("poly", "oligo"),
+                 ("hyper", "normo"), ("hypo", "normo"))
+_GROUPS = {
+    "laterality": frozenset("left right bilateral unilateral".split()),
+    "level": frozenset("upper lower".split()),
+    "site": frozenset("anterior posterior inferior superior lateral medial septal".split()),
+    "position": frozenset("proximal distal".split()),
+    "acuity": frozenset("acute chronic subacute".split()),
+    "order": frozenset("primary secondary tertiary".split()),
+    "behaviour": frozenset("benign malignant".split()),
+    "side": frozenset("internal external".split()),
+    "kind of diabetes": frozenset("mellitus insipidus".split()),
+}
+# "x" vs prefix + "x" names a different (often opposite) condition: unstable/stable, pseudogout/gout.
+_CONTRASTING_PREFIXES = ("non", "un", "in", "a", "pre", "post", "pseudo", "para", "peri", "supra", "sub", "extra",
+                         "intra", "anti")
+
+
+@dataclass(frozen=True)
+class _Features:
+    words: tuple[str, ...]
+    numbers: frozenset[str]
+    negated: frozenset[str]
+
+    @classmethod
+    def of(cls, norm: str) -> _Features:
+        words = tuple(norm.split())
+        numbers = set()
+        negated = set()
+        for i, w in enumerate(words):
+            if any(c.isdigit() for c in w):
+                numbers.add(w)
+            elif w in _LETTERED and i + 1 < len(words) and len(words[i + 1]) == 1 and words[i + 1].isalpha():
+                numbers.add(f"{w} {words[i + 1]}")
+            if w in _NEGATORS and i + 1 < len(words):
+                negated.add(words[i + 1])
+        return cls(words, frozenset(numbers), frozenset(negated))
+
+
+def guard(a: str, b: str) -> str | None:
+    """Why two normalised names are a near miss (a different diagnosis), or None."""
+    fa, fb = _Features.of(a), _Features.of(b)
+    sa, sb = set(fa.words), set(fb.words)
+    if fa.numbers and fb.numbers and fa.numbers != fb.numbers:
+        return f"they differ in number or type ({', '.join(sorted(fa.numbers))} vs {', '.join(sorted(fb.numbers))})"
+    if (fa.negated & (sb - _NEGATORS)) - fb.negated or (fb.negated & (sa - _NEGATORS)) - fa.negated:
+        return "one negates what the other asserts"
+    for x in sa:
+        for y in sb:
+            if x == y:
+                continue
+            for prefix in _CONTRASTING_PREFIXES:
+                if (x == prefix + y and len(y) >= 4) or (y == prefix + x and len(x) >= 4):
+                    return f"{x!r} vs {y!r} (prefix {prefix}-)"
+            for p, q in _PREFIX_PAIRS:
+                for u, v in ((x, y), (y, x)):
+                    if u.startswith(p) and v.startswith(q) and u[len(p):] == v[len(q):] and len(u) > len(p) + 2:
+                        return f"{p}- vs {q}- ({x!r} vs {y!r})"
+    for name, group in _GROUPS.items():
+        ga, gb = sa & group, sb & group
+        if ga and gb and ga != gb:
+            return f"they differ in {name} ({', '.join(sorted(ga))} vs {', '.join(sorted(gb))})"
+    return None
+
+
+def _variants(x: str, y: str) -> bool:
+    """Two forms of one word (colon / colonic, hemorrhage / hemorrhagic), not two words."""
+    common = len(os.path.commonprefix([x, y]))
+    return common >= max(4, min(len(x), len(y)) - 2)
+
+
+def _siblings(a: list[str], b: list[str]) -> tuple[str, str] | None:
+    """Each name has a word the other lacks (subdural / extradural, bronchitis / bronchiolitis).
+
+    Such pairs name different things however similar their embeddings, so the embedding step
+    skips them; it only decides whether extra words on one side are redundant.
+    """
+    ca, cb = _core(a), _core(b)
+    only_a = [x for x in ca - cb if not any(_variants(x, y) for y in cb - ca)]
+    only_b = [y for y in cb - ca if not any(_variants(y, x) for x in ca - cb)]
+    if only_a and only_b:
+        return only_a[0], only_b[0]
+    return None
+
+
+_DISEASE_SUFFIXES = ("itis", "osis", "emia", "oma", "pathy", "algia", "ism", "iasis", "plegia", "penia", "uria",
+                     "rrhea", "rrhage", "ectasis", "ia", "sis", "cele", "oses", "omas")
+_DISEASE_HEADS = frozenset(
+    "disease syndrome disorder failure infection fracture cancer carcinoma tumor injury infarction deficiency "
+    "stenosis insufficiency bleed bleeding hemorrhage embolism thrombosis fever ulcer stroke attack block arrest "
+    "palsy dissection aneurysm abscess poisoning overdose diabetes hypertension angina asthma gout migraine "
+    "dementia depression psychosis dermatitis eczema colitis arthritis lymphoma leukemia anemia pneumonia sepsis "
+    "shock hematoma fibrillation flutter tachycardia bradycardia cardiomyopathy hernia obstruction torsion "
+    "pregnancy allergy reaction withdrawal dependence seizure epilepsy headache pain lesion mass cyst "
+    "regurgitation prolapse rupture perforation".split())
+
+
+@lru_cache(maxsize=1)
+def _kb_names() -> frozenset[str]:
+    try:
+        from agentclinic.knowledge import knowledge_base
+
+        return frozenset(normalise(n) for d in knowledge_base() for n in (d.name, *d.aliases))
+    except Exception:  # noqa: BLE001 - the knowledge base is optional here
+        return frozenset()
+
+
+def _names_a_disease(norm: str, target: str, use_icd: bool = True) -> bool:
+    words = norm.split()
+    if not words or all(w in _WEAK or w in _FILLERS or w in _NEGATORS or w.isdigit() for w in words):
+        return False
+    head = words[-1]
+    if head == target.split()[-1] or head in _DISEASE_HEADS or head.endswith(_DISEASE_SUFFIXES):
+        return True
+    return norm in _kb_names() or (use_icd and bool(icd_index().lookup(norm)))
+
+
+# --------------------------------------------------------------------------------------------
+# ICD-10-CM
+# --------------------------------------------------------------------------------------------
+
+_UNSPECIFIED = re.compile(
+    r"\b(?:unspecified(?: organism| site| type| side| part| laterality| cause| etiology)?|"
+    r"not elsewhere classified|nos|without complications?|initial encounter(?: for closed fracture)?|"
+    r"subsequent encounter|sequela|of unspecified \w+)\b")
+
+
+def _concept(norm: str) -> str:
+    text = _UNSPECIFIED.sub(" ", norm)
+    text = re.sub(r"\b(of|for|with|in)\s*$", "", " ".join(text.split()).strip())
+    return " ".join(text.split())
+
+
+def canonical_code(code: str) -> str | None:
+    """An ICD-10-CM code in dotted upper case ('i2119' -> 'I21.19'; blocks as 'I20-I25'), or None."""
+    code = code.strip().upper().rstrip(".")
+    if re.fullmatch(r"[A-TV-Z][0-9][0-9A-Z]-[A-TV-Z][0-9][0-9A-Z]", code):  # a block, e.g. I20-I25
+        return code
+    if not ICD10_PATTERN.match(code):
+        return None
+    if len(code) > 3 and "." not in code:
+        code = f"{code[:3]}.{code[3:]}"
+    return code
+
+
+class IcdIndex:
+    """Normalised ICD-10-CM descriptions -> codes (exact, and with 'unspecified' phrases removed)."""
+
+    def __init__(self) -> None:
+        import simple_icd_10_cm as cm
+
+        self.cm = cm
+        self.exact: dict[str, set[str]] = defaultdict(set)
+        self.loose: dict[str, set[str]] = defaultdict(set)
+        for code in cm.get_all_codes(True):
+            if code.isdigit():  # chapters: too broad to name a diagnosis
+                continue
+            description = cm.get_description(code)
+            variants = {normalise(description)}
+            if "(" in description:
+                variants.add(normalise(re.sub(r"\([^)]*\)", " ", description)))
+            if "[" in description:
+                variants.add(normalise(re.sub(r"\[[^\]]*\]", " ", description)))
+                bracket = re.fullmatch(r"\s*([^\[]+?)\s*\[([^\]]+)\]\s*", description)
+                if bracket:
+                    variants.add(normalise(bracket.group(2)))
+            for variant in variants:
+                if variant:
+                    self.exact[variant].add(code)
+                    loose = _concept(variant)
+                    if loose and loose != variant:
+                        self.loose[loose].add(code)
+
+    def lookup(self, norm: str) -> set[str]:
+        return self.exact.get(norm, set())
+
+    def lookup_loose(self, norm: str) -> set[str]:
+        return self.loose.get(norm, set()) | self.loose.get(_concept(norm), set())
+
+    def valid(self, code: str) -> bool:
+        try:
+            return bool(self.cm.is_valid_item(code))
+        except Exception:  # noqa: BLE001
+            return False
+
+    def description(self, code: str) -> str | None:
+        return self.cm.get_description(code) if self.valid(code) else None
+
+    def concept(self, code: str) -> str | None:
+        description = self.description(code)
+        return _concept(normalise(re.sub(r"\([^)]*\)", " ", description))) if description else None
+
+    def ancestors(self, code: str) -> set[str]:
+        if self.valid(code):
+            return set(self.cm.get_ancestors(code))
+        plain = code.replace(".", "")  # a code the library lacks: fall back on prefixes
+        return {c for c in (canonical_code(plain[:n]) for n in range(3, len(plain))) if c}
+
+    def relation(self, proposed: str, target: str) -> tuple[str, str] | None:
+        """('synonym'|'broader'|'narrower', why) when the codes are related, else None."""
+        p, t = proposed.upper(), target.upper()
+        if p == t:
+            return "synonym", f"same ICD-10-CM code {t}"
+        cp, ct = self.concept(p), self.concept(t)
+        if cp and ct and cp == ct:
+            return "synonym", f"{p} and {t} name the same concept ({cp!r}, up to 'unspecified')"
+        if p in self.ancestors(t):
+            return "broader", f"{p} is an ancestor of {t}"
+        if t in self.ancestors(p):
+            return "narrower", f"{p} is a descendant of {t}"
+        general = self.generalise(t)  # 'Gout, unspecified' (M10.9) stands for all of 'Gout' (M10)
+        if general != t and general in self.ancestors(p):
+            return "narrower", f"{p} is a descendant of {general}, which {t} stands for ('unspecified')"
+        return None
+
+    def generalise(self, code: str) -> str:
+        """The broadest ancestor that names the same concept (M10.9 'Gout, unspecified' -> M10 'Gout')."""
+        concept = self.concept(code)
+        if not concept or not self.valid(code):
+            return code
+        for ancestor in self.cm.get_ancestors(code):
+            if self.concept(ancestor) != concept:
+                break
+            code = ancestor
+        return code
+
+
+_ICD_LOCK = threading.Lock()
+_ICD: IcdIndex | None = None
+
+
+def icd_index() -> IcdIndex:
+    """The process-wide ICD-10-CM description index (built on first use, ~2 s)."""
+    global _ICD
+    if _ICD is None:
+        with _ICD_LOCK:
+            if _ICD is None:
+                _ICD = IcdIndex()
+    return _ICD
+
+
+# --------------------------------------------------------------------------------------------
+# The judge
+# --------------------------------------------------------------------------------------------
+
+_CODE_TOKEN = re.compile(r"\b([A-TV-Z][0-9][0-9A-Z]\.[0-9A-Z]{1,4})\b", re.I)
+
+
+def _candidates(proposed: str) -> list[str]:
+    """The proposal, then without parentheticals, then each parenthetical and code in it."""
+    out = [proposed.strip()]
+    bare = re.sub(r"\([^)]*\)|\[[^\]]*\]", " ", proposed).strip(" -:;,")
+    out.append(bare)
+    for groups in re.findall(r"\(([^)]*)\)|\[([^\]]*)\]", proposed):
+        out += [g.strip() for g in groups if g.strip()]
+    out += [m.group(1) for m in _CODE_TOKEN.finditer(proposed)]
+    head = re.split(r"\s+[-\u2013:]\s+", proposed.strip(), maxsplit=1)
+    if len(head) > 1:
+        out += head
+    return [c for c in dict.fromkeys(out) if c]
+
+
+@dataclass
+class _Result:
+    level: MatchLevel
+    rationale: str
+    matched: str | None = None
+    score: float | None = None
+
+
+class RuleJudge:
+    """Deterministic judge: exact / synonym / broader / narrower / wrong / none (see module doc)."""
+
+    def __init__(self, embedder=None, synonym_threshold: float | None = None, use_icd: bool = True):
+        self._embedder = embedder
+        self._threshold = synonym_threshold
+        self.use_icd = use_icd
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from agentclinic.agents.embeddings import default_embedder
+
+            self._embedder = default_embedder()
+        return self._embedder
+
+    @property
+    def synonym_threshold(self) -> float:
+        if self._threshold is not None:
+            return self._threshold
+        return EMBEDDING_SYNONYM_THRESHOLD if self.embedder.available else LEXICAL_SYNONYM_THRESHOLD
+
+    async def judge(self, proposed: str | None, scenario: Scenario) -> Verdict:
+        # In a worker thread: the first call may build the ICD-10-CM index (a few seconds).
+        return await asyncio.to_thread(self.judge_sync, proposed, scenario)
+
+    def judge_sync(self, proposed: str | None, scenario: Scenario) -> Verdict:
+        """The verdict, computed synchronously (``judge`` wraps this)."""
+        condition = scenario.diagnosis
+        if proposed is None or not str(proposed).strip() or not normalise(str(proposed)):
+            return Verdict(level="none", correct=False, rationale="no diagnosis was proposed")
+        best: _Result | None = None
+        for candidate in _candidates(str(proposed)):
+            result = self._judge_one(candidate, condition.name, list(condition.aliases), condition.icd10)
+            if best is None or RANK[result.level] < RANK[best.level]:
+                best = result
+            if best.level == "exact":
+                break
+        assert best is not None
+        return Verdict(level=best.level, correct=best.level in ("exact", "synonym"), matched=best.matched,
+                       rationale=best.rationale, score=best.score)
+
+    # ----------------------------------------------------------------------------------------
+
+    def _judge_one(self, text: str, name: str, aliases: list[str], icd10: str | None) -> _Result:
+        code = canonical_code(text)
+        if code and icd10 and code == icd10.upper():
+            return _Result("synonym", f"{code} is the diagnosis code", icd10)
+        if code and self.use_icd:
+            index = icd_index()
+            if index.valid(code) or (icd10 and code.replace(".", "")[:3] == icd10.replace(".", "")[:3]):
+                return self._judge_code(code, icd10, index, name)
+
+        norm = _strip_hedges(text)
+        if not norm:
+            return _Result("none", "no diagnosis was proposed")
+        name_norm = normalise(name)
+        if norm == name_norm:
+            return _Result("exact", f"{text!r} is the diagnosis {name!r}", name)
+        targets = [(name, name_norm)] + [(a, normalise(a)) for a in aliases]
+        for alias, alias_norm in targets[1:]:
+            if norm == alias_norm:
+                return _Result("synonym", f"{text!r} is an alias of {name!r}", alias)
+
+        words = _content_words(norm)
+        for target, target_norm in targets:
+            if _core(words) == _core(_content_words(target_norm)) and not guard(norm, target_norm):
+                return _Result("synonym", f"{text!r} names {target!r} up to word order and modifiers", target)
+
+        index = icd_index() if self.use_icd and icd10 else None
+        codes = index.lookup(norm) if index is not None else set()
+        if icd10 and icd10.upper() in codes:
+            return _Result("synonym", f"{text!r} is the ICD-10-CM description of {icd10}", icd10)
+
+        open_targets, reasons = [], []
+        for target, target_norm in targets:
+            why = guard(norm, target_norm)
+            if why:
+                reasons.append(f"{target!r}: {why}")
+            else:
+                open_targets.append((target, target_norm))
+        if not open_targets:
+            return _Result("wrong", f"{text!r} is a near miss for {name!r} - " + "; ".join(reasons))
+
+        for target, target_norm in open_targets:
+            target_words = _content_words(target_norm)
+            if (set(words) - set(target_words) <= _WEAK and _core(words) < _core(target_words)
+                    and _names_a_disease(norm, target_norm, self.use_icd)):
+                return _Result("broader", f"{text!r} is a more general name than {target!r}", target)
+
+        related = self._best_code_relation(codes, icd10, index) if codes else None
+        if related:
+            return _Result(related[0], f"{text!r} is an ICD-10-CM description; {related[1]}", icd10)
+
+        score, target, siblings = self._similarity(norm, open_targets)
+        if target is not None and score >= self.synonym_threshold:
+            return _Result("synonym", f"{text!r} is semantically equivalent to {target!r} (cosine {score:.2f} >= "
+                                      f"{self.synonym_threshold:.2f})", target, score)
+
+        for target, target_norm in open_targets:
+            target_words = _content_words(target_norm)
+            if _core(target_words) < _core(words) and set(target_words) - set(words) <= _WEAK:
+                return _Result("narrower", f"{text!r} is a more specific form of {target!r}", target, score)
+
+        if index is not None:
+            loose = index.lookup_loose(norm)
+            related = self._best_code_relation(loose, icd10, index) if loose else None
+            if related:
+                return _Result(related[0], f"{text!r} matches an ICD-10-CM description; {related[1]}", icd10, score)
+
+        why = reasons + siblings
+        if score is not None:
+            why.append(f"best similarity {score:.2f} < {self.synonym_threshold:.2f}")
+        return _Result("wrong", f"{text!r} does not match {name!r} ({'; '.join(why) or 'no match'})", None, score)
+
+    def _judge_code(self, code: str, icd10: str | None, index: IcdIndex, name: str) -> _Result:
+        if not icd10:
+            description = index.description(code)
+            if description:
+                result = self._judge_one(description, name, [], None)
+                result.rationale = f"{code} is {description!r}: {result.rationale}"
+                return result
+            return _Result("wrong", f"the case has no ICD-10-CM code to compare {code} with")
+        related = index.relation(code, icd10)
+        if related:
+            level = related[0]
+            return _Result(level, f"code {code}: {related[1]}", icd10)
+        return _Result("wrong", f"code {code} is unrelated to the diagnosis code {icd10}")
+
+    @staticmethod
+    def _best_code_relation(codes: set[str], icd10: str, index: IcdIndex) -> tuple[str, str] | None:
+        best = None
+        for code in sorted(codes):
+            related = index.relation(code, icd10)
+            if related and (best is None or RANK[related[0]] < RANK[best[0]]):
+                best = related
+        return best
+
+    def _similarity(self, norm: str, targets: list[tuple[str, str]]) -> tuple[float | None, str | None, list[str]]:
+        """Best embedding cosine over targets that are not siblings of the proposal."""
+        words = _content_words(norm)
+        allowed, siblings = [], []
+        for target, target_norm in targets:
+            pair = _siblings(words, _content_words(target_norm))
+            if pair:
+                siblings.append(f"{target!r}: each names something the other does not ({pair[0]!r} vs {pair[1]!r})")
+            else:
+                allowed.append((target, target_norm))
+        if not allowed:
+            return None, None, siblings
+        scores = self.embedder.similarity([norm], [tn for _, tn in allowed])[0]
+        i = int(scores.argmax())
+        return float(scores[i]), allowed[i][0], siblings
+
+
+__all__ = ["RuleJudge", "normalise", "guard", "canonical_code", "icd_index", "EMBEDDING_SYNONYM_THRESHOLD",
+           "LEXICAL_SYNONYM_THRESHOLD"]

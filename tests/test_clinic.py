@@ -1,0 +1,80 @@
+"""A golden episode and the clinic's rules, with the offline scripted agents."""
+
+import asyncio
+
+import pytest
+
+from agentclinic.env.gym import scripted_clinic
+from agentclinic.env.ledger import Budget
+from agentclinic.errors import AgentClinicError
+from agentclinic.scenario import load_scenarios
+from agentclinic.scenario.loaders import BANK_DIR
+
+BANK = load_scenarios(BANK_DIR)
+STEMI = BANK.get("cardiology-inferior-stemi")
+
+
+def play(clinic, actions):
+    return [asyncio.run(clinic.step(a)) for a in actions]
+
+
+def test_golden_episode():
+    clinic = scripted_clinic()
+    brief, info = clinic.reset(STEMI, seed=7)
+    assert brief == STEMI.doctor_brief and info["ledger"]["turns"] == 0
+    greet, smoke, ecg, odd, bad, dx = play(clinic, [
+        "Hello, what brings you in today?",
+        "Do you smoke cigarettes?",
+        "REQUEST TEST: EKG",
+        "REQUEST TEST: serum unobtainium",
+        '{"type": "diagnose", "primary": }',
+        "DIAGNOSIS READY: Inferior STEMI",
+    ])
+    assert greet.observation.startswith("Patient:") and "crushing" in greet.observation
+    assert "pack a day" in smoke.observation
+    assert ecg.observation == f"Test results:\n- 12-lead ECG: {STEMI.tests[0].result}"
+    assert "not available" in odd.observation and odd.info["ledger"]["tests"] == 1
+    assert bad.observation.startswith("Error:") and bad.info["error"] and bad.info["ledger"]["turns"] == 5
+    assert dx.terminated and not dx.truncated and dx.reward == 1.0
+    assert dx.info["verdict"]["level"] in ("exact", "synonym") and dx.info["outcome"] == "correct"
+    assert clinic.ledger.cost == 16 and [e.turn for e in clinic.events] == [1, 2, 3, 4, 5, 6]
+    assert ("1", "chest-pain") not in clinic.disclosed and (1, "chest-pain") in clinic.disclosed
+    assert (2, "smoking") in clinic.disclosed
+    with pytest.raises(AgentClinicError, match="reset"):
+        asyncio.run(clinic.step("Any questions?"))
+
+
+def test_wrong_diagnosis_scores_zero():
+    clinic = scripted_clinic()
+    clinic.reset(STEMI)
+    [result] = play(clinic, ["DIAGNOSIS READY: Migraine"])
+    assert result.terminated and result.reward == 0.0 and result.info["outcome"] == "incorrect"
+
+
+def test_turn_budget_truncates_with_no_diagnosis():
+    clinic = scripted_clinic(Budget(turns=3))
+    clinic.reset(STEMI)
+    results = play(clinic, ["Any fever?", "Any cough?", "Any rash?"])
+    assert [r.truncated for r in results] == [False, False, True]
+    assert results[-1].info["outcome"] == "no-diagnosis" and results[-1].info["truncated_by"] == "turns"
+    assert not results[-1].terminated and results[-1].reward == 0.0
+
+
+def test_test_and_money_budgets_truncate():
+    clinic = scripted_clinic(Budget(tests=1))
+    clinic.reset(STEMI)
+    [result] = play(clinic, ["REQUEST TEST: ECG, troponin"])
+    assert result.truncated and result.info["truncated_by"] == "tests" and clinic.ledger.tests == 1
+    clinic = scripted_clinic(Budget(money=20))
+    clinic.reset(STEMI)
+    [result] = play(clinic, ["REQUEST TEST: troponin, ECG"])
+    assert result.truncated and result.info["truncated_by"] == "money" and clinic.ledger.cost == 10
+
+
+def test_examination_images_and_tools():
+    clinic = scripted_clinic()
+    clinic.reset(STEMI)
+    exam, image, tool = play(clinic, ["Examine: heart", "REQUEST IMAGES", "CALL TOOL: segment {}"])
+    assert "soft S4" in exam.observation
+    assert image.observation.startswith("Error:") and "no images" in image.observation
+    assert "unknown tool 'segment'" in tool.observation

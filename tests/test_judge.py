@@ -1,0 +1,357 @@
+"""The rule judge: every match level, near misses, ICD-10-CM codes, spelling variants."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agentclinic.agents.embeddings import Embedder, default_embedder
+from agentclinic.agents.judge import (
+    EMBEDDING_SYNONYM_THRESHOLD, LEXICAL_SYNONYM_THRESHOLD, RuleJudge, _content_words, _siblings, canonical_code,
+    guard, icd_index, normalise)
+from agentclinic.scenario.schema import Scenario
+
+
+@pytest.fixture(scope="module")
+def judge() -> RuleJudge:
+    return RuleJudge()
+
+
+@pytest.fixture
+def case(scenario_data):
+    def make(name: str, aliases: list[str] | None = None, icd10: str | None = None) -> Scenario:
+        data = dict(scenario_data)
+        data["diagnosis"] = {"name": name, "aliases": aliases or [], "icd10": icd10}
+        return Scenario.model_validate(data)
+    return make
+
+
+def verdict(judge: RuleJudge, proposed, scenario: Scenario):
+    return asyncio.run(judge.judge(proposed, scenario))
+
+
+# ------------------------------------------------------------------------------------------- none
+
+@pytest.mark.parametrize("proposed", [None, "", "   ", ".", "--"])
+def test_empty_proposal_is_none(judge, case, proposed):
+    v = verdict(judge, proposed, case("Gout", icd10="M10.9"))
+    assert v.level == "none" and not v.correct and v.rationale
+
+
+# ------------------------------------------------------------------------------------------ exact
+
+@pytest.mark.parametrize("proposed, name", [
+    ("gout", "Gout"),
+    ("GOUT.", "Gout"),
+    ("Hashimoto thyroiditis", "Hashimoto's thyroiditis"),
+    ("Hashimoto's thyroiditis", "Hashimoto thyroiditis"),
+    ("Graves disease", "Graves' disease"),
+    ("Oesophageal varices", "Esophageal varices"),
+    ("oesophagitis", "Esophagitis"),
+    ("Pulmonary oedema", "Pulmonary edema"),
+    ("Subarachnoid haemorrhage", "Subarachnoid hemorrhage"),
+    ("Iron-deficiency anaemia", "Iron deficiency anemia"),
+    ("Acute myeloid leukaemia", "Acute myeloid leukemia"),
+    ("Paediatric migraine", "Pediatric migraine"),
+    ("Brain tumour", "Brain tumor"),
+    ("Coeliac disease", "Celiac disease"),
+    ("Hypoglycaemia", "Hypoglycemia"),
+    ("Sjögren's syndrome", "Sjogren syndrome"),
+    ("Pre-eclampsia", "Preeclampsia"),
+    ("Type II diabetes mellitus", "Type 2 diabetes mellitus"),
+    ("A pulmonary embolism", "Pulmonary embolism"),
+    ("Likely gout", "Gout"),
+    ("Diagnosis: gout", "Gout"),
+    ("Gout (podagra)", "Gout"),
+])
+def test_exact_after_normalisation(judge, case, proposed, name):
+    v = verdict(judge, proposed, case(name))
+    assert v.level == "exact", v.rationale
+    assert v.correct and v.matched == name
+
+
+def test_normalise_folds_spelling_possessives_and_articles():
+    assert normalise("The Hashimoto's Thyroiditis") == "hashimoto thyroiditis"
+    assert normalise("Oedema of the oesophagus, paediatric") == "edema of esophagus pediatric"
+    assert normalise("Leukaemia / anaemia / haematoma / tumour") == "leukemia anemia hematoma tumor"
+    assert normalise("Type I vs type two") == "type 1 vs type 2"
+    assert normalise("type A dissection") == "type a dissection"  # a type letter is not an article
+
+
+# ---------------------------------------------------------------------------------------- synonym
+
+@pytest.mark.parametrize("proposed, name, aliases, icd10", [
+    ("CAP", "Community-acquired pneumonia", ["CAP"], "J18.9"),
+    ("podagra", "Gout", ["Gouty arthritis", "Podagra"], "M10.9"),
+    ("Pneumonia, community-acquired", "Community-acquired pneumonia", [], None),  # word order
+    ("appendicitis", "Acute appendicitis", [], None),  # a weak modifier
+    ("Aortic stenosis", "Severe aortic stenosis", [], "I35.0"),  # severity does not change the diagnosis
+    ("Anemia due to iron deficiency", "Iron deficiency anaemia", [], None),  # fillers
+    ("cardiac failure", "Heart failure", [], None),  # word-level synonyms
+    ("Colonic diverticulitis", "Diverticulitis of colon", [], None),
+    ("type 2 diabetes", "Type 2 diabetes mellitus", [], "E11.9"),
+])
+def test_synonym_by_alias_and_word_rules(judge, case, proposed, name, aliases, icd10):
+    v = verdict(judge, proposed, case(name, aliases, icd10))
+    assert v.level == "synonym", v.rationale
+    assert v.correct
+
+
+@pytest.mark.parametrize("proposed, name, icd10", [
+    ("M10.9", "Gout", "M10.9"),
+    ("m109", "Gout", "M10.9"),
+    ("i2119", "Inferior STEMI", "I21.19"),
+    ("Gout (M10.9)", "Gouty arthritis", "M10.9"),
+    ("M10", "Gouty arthritis", "M10.9"),  # 'Gout' vs 'Gout, unspecified': the same concept
+    ("T78.2", "Anaphylaxis", "T78.2XXA"),  # 7th character only says 'initial encounter'
+])
+def test_synonym_by_code(judge, case, proposed, name, icd10):
+    v = verdict(judge, proposed, case(name, icd10=icd10))
+    assert v.level == "synonym", v.rationale
+    assert v.correct
+
+
+@pytest.mark.parametrize("proposed, name, icd10", [
+    ("Pneumonia, unspecified organism", "Community-acquired pneumonia", "J18.9"),  # an exact ICD description
+    ("Essential (primary) hypertension", "High blood pressure", "I10"),
+    ("essential hypertension", "High blood pressure", "I10"),
+    ("Anaphylactic shock", "Anaphylaxis", "T78.2XXA"),
+])
+def test_synonym_by_icd_description(judge, case, proposed, name, icd10):
+    v = verdict(judge, proposed, case(name, icd10=icd10))
+    assert v.level == "synonym", v.rationale
+    assert v.matched == icd10
+
+
+def test_code_without_case_code_is_judged_by_its_description(judge, case):
+    v = verdict(judge, "M10.9", case("Gout"))
+    assert v.level == "synonym" and "Gout, unspecified" in v.rationale
+
+
+def test_synonym_by_embedding_reports_score(judge, case):
+    if not judge.embedder.available:
+        pytest.skip("the sentence-embedding model is not installed")
+    v = verdict(judge, "migraine headache", case("Migraine"))
+    assert v.level == "synonym" and v.score is not None and v.score >= EMBEDDING_SYNONYM_THRESHOLD
+
+
+# ---------------------------------------------------------------------------------------- broader
+
+@pytest.mark.parametrize("proposed, name, icd10", [
+    ("I21", "Inferior STEMI", "I21.19"),  # parent code
+    ("I21.1", "Inferior STEMI", "I21.19"),
+    ("I20-I25", "Inferior STEMI", "I21.19"),  # an ICD block is an ancestor too
+    ("pneumonia", "Community-acquired pneumonia", "J18.9"),  # a subset of the words that names a disease
+    ("diabetes", "Type 2 diabetes mellitus", "E11.9"),
+    ("myocardial infarction", "ST-elevation myocardial infarction", "I21.3"),
+    ("Acute myocardial infarction", "Non-ST-elevation myocardial infarction", "I21.4"),
+    ("hyperthyroidism", "Graves' disease", "E05.00"),  # ICD: Thyrotoxicosis [hyperthyroidism] E05
+    ("anaemia", "Iron deficiency anaemia", "D50.9"),
+])
+def test_broader(judge, case, proposed, name, icd10):
+    v = verdict(judge, proposed, case(name, icd10=icd10))
+    assert v.level == "broader", v.rationale
+    assert not v.correct
+
+
+def test_subset_of_words_that_names_no_disease_is_not_broader(judge, case):
+    v = verdict(judge, "community-acquired", case("Community-acquired pneumonia"))
+    assert v.level == "wrong"
+
+
+# --------------------------------------------------------------------------------------- narrower
+
+@pytest.mark.parametrize("proposed, name, icd10", [
+    ("I21.19", "Acute myocardial infarction", "I21"),  # child code
+    ("I21.19", "Acute myocardial infarction", "I21.1"),
+    ("M10.07", "Gout", "M10"),
+    ("M10.07", "Gout", "M10.9"),  # 'Gout, unspecified' stands for all of M10
+    ("Lobar pneumonia, unspecified organism", "Community-acquired pneumonia", "J18.9"),  # J18.1 under J18
+    ("Gout of the right big toe", "Gout", None),  # a superset of the words
+])
+def test_narrower(judge, case, proposed, name, icd10):
+    v = verdict(judge, proposed, case(name, icd10=icd10))
+    assert v.level == "narrower", v.rationale
+    assert not v.correct
+
+
+# ------------------------------------------------------------------------------------------ wrong
+
+NEAR_MISSES = [
+    ("Type 1 diabetes", "Type 2 diabetes"),
+    ("Type 1 diabetes mellitus", "Type 2 diabetes mellitus"),
+    ("hypothyroidism", "hyperthyroidism"),
+    ("hyperthyroidism", "hypothyroidism"),
+    ("hypertension", "hypotension"),
+    ("hypoglycaemia", "hyperglycemia"),
+    ("hyperkalaemia", "hypokalaemia"),
+    ("left ventricular failure", "right ventricular failure"),
+    ("left-sided heart failure", "right-sided heart failure"),
+    ("left lower lobe pneumonia", "right lower lobe pneumonia"),
+    ("upper GI bleed", "lower GI bleed"),
+    ("ST elevation myocardial infarction", "Non-ST elevation myocardial infarction"),
+    ("Non-ST elevation myocardial infarction", "ST elevation myocardial infarction"),
+    ("STEMI", "NSTEMI"),
+    ("Hodgkin lymphoma", "non-Hodgkin lymphoma"),
+    ("small cell lung cancer", "non-small cell lung cancer"),
+    ("stable angina", "unstable angina"),
+    ("typical pneumonia", "atypical pneumonia"),
+    ("gout", "pseudogout"),
+    ("eclampsia", "pre-eclampsia"),
+    ("ventricular tachycardia", "supraventricular tachycardia"),
+    ("sinus tachycardia", "sinus bradycardia"),
+    ("acute pancreatitis", "chronic pancreatitis"),
+    ("primary hyperparathyroidism", "secondary hyperparathyroidism"),
+    ("type A aortic dissection", "type B aortic dissection"),
+    ("first degree heart block", "third degree heart block"),
+    ("hepatitis B", "hepatitis C"),
+    ("subdural haematoma", "extradural haematoma"),
+    ("community-acquired pneumonia", "hospital-acquired pneumonia"),
+    ("central diabetes insipidus", "nephrogenic diabetes insipidus"),
+    ("viral meningitis", "bacterial meningitis"),
+    ("ischaemic stroke", "haemorrhagic stroke"),
+    ("obstructive sleep apnoea", "central sleep apnoea"),
+    ("acute lymphoblastic leukaemia", "acute myeloid leukaemia"),
+    ("atrial fibrillation", "ventricular fibrillation"),
+    ("atrial fibrillation", "atrial flutter"),
+    ("aortic stenosis", "mitral stenosis"),
+    ("aortic stenosis", "aortic regurgitation"),
+    ("benign prostatic hyperplasia", "prostate cancer"),
+    ("psoriatic arthritis", "psoriasis"),
+    ("diabetes insipidus", "diabetes mellitus"),
+    ("ulcerative colitis", "Crohn's disease"),
+    ("rheumatoid arthritis", "osteoarthritis"),
+    ("multiple sclerosis", "systemic sclerosis"),
+    ("cholecystitis", "cholangitis"),
+    ("migraine", "tension headache"),
+    ("not pneumonia", "pneumonia"),
+    ("bronchiolitis", "bronchitis"),  # cosine 0.93: only the word rule keeps them apart
+    ("nephrotic syndrome", "nephritic syndrome"),
+    ("gastritis", "gastroenteritis"),
+    ("schizophrenia", "schizoaffective disorder"),
+    ("pericarditis", "myocarditis"),
+]
+
+
+@pytest.mark.parametrize("proposed, name", NEAR_MISSES)
+def test_near_misses_are_wrong(judge, case, proposed, name):
+    v = verdict(judge, proposed, case(name))
+    assert v.level == "wrong", v.rationale
+    assert not v.correct and v.rationale
+
+
+@pytest.mark.parametrize("proposed, name", NEAR_MISSES[:20])
+def test_near_misses_are_wrong_with_lexical_fallback(case, proposed, name):
+    judge = RuleJudge(embedder=Embedder(None))
+    assert judge.synonym_threshold == LEXICAL_SYNONYM_THRESHOLD
+    assert verdict(judge, proposed, case(name)).level == "wrong"
+
+
+@pytest.mark.parametrize("a, b, why", [
+    ("type 1 diabetes", "type 2 diabetes", "number"),
+    ("hypothyroidism", "hyperthyroidism", "hyper"),
+    ("left hip fracture", "right hip fracture", "laterality"),
+    ("non st elevation mi", "st elevation mi", "negates"),
+    ("unstable angina", "stable angina", "prefix"),
+    ("acute pancreatitis", "chronic pancreatitis", "acuity"),
+])
+def test_guard_names_its_reason(a, b, why):
+    assert why in guard(normalise(a), normalise(b))
+    assert guard(normalise(a), normalise(a)) is None
+
+
+def test_unrelated_diagnosis_is_wrong(judge, case):
+    v = verdict(judge, "Migraine", case("Gout", ["Gouty arthritis"], "M10.9"))
+    assert v.level == "wrong" and not v.correct and v.matched is None
+    v = verdict(judge, "Migraine headache", case("Tension headache"))
+    assert v.level == "wrong" and "each names something the other does not" in v.rationale
+
+
+def test_unrelated_code_is_wrong(judge, case):
+    v = verdict(judge, "J18.9", case("Gout", icd10="M10.9"))
+    assert v.level == "wrong" and "unrelated" in v.rationale
+
+
+def test_code_shaped_text_that_is_no_code_is_read_as_text(judge, case):
+    assert canonical_code("T1DM") == "T1D.M"  # shaped like a code...
+    v = verdict(judge, "T1DM", case("Type 1 diabetes mellitus", ["T1DM"], "E10.9"))
+    assert v.level == "synonym"  # ...but it is not a valid one, so its text matches the alias
+
+
+# ------------------------------------------------------------------------------------ calibration
+
+# The embedding step only sees pairs that pass the guards and where one name's words contain
+# the other's (up to word forms): it decides whether the extra words are redundant (a
+# synonym) or specify a narrower condition. Labelled pairs, similarity measured with
+# all-MiniLM-L6-v2 on the normalised names; the threshold must lie between the two groups.
+REDUNDANT = [  # -> synonym
+    ("migraine headache", "migraine"),  # 0.91
+    ("asthma attack", "asthma"),  # 0.89
+    ("migraine attack", "migraine"),  # 0.88
+    ("pneumonia in the community", "community-acquired pneumonia"),  # 0.92
+    ("diverticulitis of the colon", "colonic diverticulitis"),  # 0.98
+]
+SPECIFYING = [  # -> not a synonym (narrower)
+    ("viral pneumonia", "pneumonia"),  # 0.85
+    ("allergic rhinitis", "rhinitis"),  # 0.86
+    ("temporal lobe epilepsy", "epilepsy"),  # 0.84
+    ("diabetic ketoacidosis", "ketoacidosis"),  # 0.82
+    ("aspiration pneumonia", "pneumonia"),  # 0.75
+    ("tuberculous meningitis", "meningitis"),  # 0.71
+    ("lung cancer", "cancer"),  # 0.72
+    ("cardiogenic shock", "shock"),  # 0.68
+]
+
+
+def _reaches_embedding(a: str, b: str) -> bool:
+    na, nb = normalise(a), normalise(b)
+    return guard(na, nb) is None and _siblings(_content_words(na), _content_words(nb)) is None
+
+
+def test_threshold_is_calibrated_on_labelled_pairs():
+    embedder = default_embedder()
+    if not embedder.available:
+        pytest.skip("the sentence-embedding model is not installed")
+    assert all(_reaches_embedding(a, b) for a, b in REDUNDANT + SPECIFYING)
+    redundant = embedder.similarity([normalise(a) for a, _ in REDUNDANT], [normalise(b) for _, b in REDUNDANT])
+    specifying = embedder.similarity([normalise(a) for a, _ in SPECIFYING], [normalise(b) for _, b in SPECIFYING])
+    assert redundant.diagonal().min() >= EMBEDDING_SYNONYM_THRESHOLD, redundant.diagonal().round(3)
+    assert specifying.diagonal().max() < EMBEDDING_SYNONYM_THRESHOLD - 0.01, specifying.diagonal().round(3)
+
+
+def test_near_misses_never_reach_the_embedding_step():
+    assert not [(a, b) for a, b in NEAR_MISSES if _reaches_embedding(a, b)]
+
+
+def test_labelled_pairs_are_judged_by_the_threshold(judge, case):
+    if not judge.embedder.available:
+        pytest.skip("the sentence-embedding model is not installed")
+    for proposed, name in REDUNDANT:
+        v = verdict(judge, proposed, case(name))
+        assert v.correct, (proposed, name, v.rationale)
+    for proposed, name in SPECIFYING:
+        v = verdict(judge, proposed, case(name))
+        assert v.level == "narrower", (proposed, name, v.rationale)
+
+
+# ------------------------------------------------------------------------------------------ misc
+
+def test_verdict_fields(judge, case):
+    v = verdict(judge, "Gouty arthritis", case("Gout", ["Gouty arthritis"], "M10.9"))
+    assert (v.level, v.correct, v.matched) == ("synonym", True, "Gouty arthritis")
+    assert "alias" in v.rationale
+
+
+def test_icd_index_is_built_once():
+    index = icd_index()
+    assert index is icd_index()
+    assert "M10" in index.lookup("gout") and "J18.9" in index.lookup("pneumonia unspecified organism")
+    assert index.relation("I21", "I21.19")[0] == "broader"
+    assert index.relation("I21.19", "I21")[0] == "narrower"
+
+
+def test_judge_is_deterministic(judge, case):
+    scenario = case("Community-acquired pneumonia", ["CAP"], "J18.9")
+    for proposed in ("pneumonia", "J18", "lobar pneumonia", "hospital-acquired pneumonia"):
+        assert verdict(judge, proposed, scenario) == verdict(RuleJudge(), proposed, scenario)
