@@ -58,7 +58,7 @@ def run_session(config: RunConfig, *, out: Path, run_id: str | None = None, resu
     plan = [(i, scenarios.scenarios[i % len(scenarios)], config.seed + i) for i in range(episodes) if i not in done]
     budget = Budget(turns=config.max_turns, tests=config.max_tests, money=config.max_cost)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, disable=console is None)
+                        console=console, disable=console is None or config.doctor.startswith("human"))
     with progress:
         task = progress.add_task(f"{config.doctor} doctor", total=episodes, completed=len(done))
         asyncio.run(run_episodes(plan, lambda: scripted_clinic(budget), lambda: make_doctor(config.doctor),
