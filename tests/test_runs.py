@@ -94,3 +94,15 @@ def test_resume_after_sigkill(tmp_path):
     numbers = [json.loads(line)["episode"] for line in lines]
     assert sorted(numbers) == list(range(40))
     assert json.loads((out / "killed" / "summary.json").read_text())["episodes"] == 40
+
+
+def test_episodes_are_deterministic_under_a_seed():
+    from agentclinic.agents.doctors import ScriptedDoctor
+    from agentclinic.runs.runner import play_episode
+
+    def transcript(seed):
+        record = asyncio.run(play_episode(scripted_clinic(), ScriptedDoctor(), CASES[0], seed=seed))
+        return [(e.action, e.observation, e.disclosed) for e in record.events], record.diagnosis
+
+    first = transcript(11)
+    assert first == transcript(11) and len(first[0]) > 5

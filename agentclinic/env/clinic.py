@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from agentclinic.agents.base import Judge, Measurement, Patient, Verdict
+from agentclinic.backends.base import CALL_LOG
 from agentclinic.env.actions import (
     Action, ActionError, Ask, CallTool, Diagnose, Examine, OrderTests, RequestImage, parse_action)
 from agentclinic.env.ledger import Budget, Ledger
@@ -62,8 +63,12 @@ class Clinic:
                 "error": event.error if event else None,
                 "verdict": self.verdict.model_dump() if self.verdict else None}
 
-    async def step(self, message: str | dict | Action, doctor_ms: float = 0.0) -> StepResult:
-        """Apply one doctor action; every call costs a turn, a malformed one too."""
+    async def step(self, message: str | dict | Action, doctor_ms: float = 0.0,
+                   doctor_calls: list[dict] | None = None) -> StepResult:
+        """Apply one doctor action; every call costs a turn, a malformed one too.
+
+        ``doctor_calls`` are the model calls the doctor made to choose this action (for the record).
+        """
         if self.scenario is None or self.done:
             raise AgentClinicError("the episode is over (or never started): call reset() first")
         started = time.perf_counter()
@@ -71,6 +76,8 @@ class Clinic:
         raw = message if isinstance(message, (str, dict)) else message.model_dump()
         event = Event(turn=self.ledger.turns, doctor=raw, observation="")
         reward, terminated = 0.0, False
+        calls: list[dict] = list(doctor_calls or [])
+        token = CALL_LOG.set(calls)
         try:
             action = parse_action(message)
             event.action = action.model_dump()
@@ -78,6 +85,9 @@ class Clinic:
         except ActionError as exc:
             event.error = str(exc)
             event.observation = f"Error: {exc}"
+        finally:
+            CALL_LOG.reset(token)
+        event.model_calls = calls
         truncated = False
         if not terminated and self.truncated_by is None and self.ledger.turns_left == 0:
             self.truncated_by = "turns"

@@ -20,6 +20,7 @@ class Event(BaseModel):
     findings: list[dict] = Field(default_factory=list)
     images: list[dict] = Field(default_factory=list)
     tool: dict | None = None
+    model_calls: list[dict] = Field(default_factory=list)  # every model call this turn (doctor's included)
     error: str | None = None
     ledger: dict = Field(default_factory=dict)
     env_ms: float = 0.0
@@ -51,5 +52,8 @@ class EpisodeRecord(BaseModel):
     started_at: str | None = None
     seconds: float = 0.0
     doctor_seconds: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model_seconds: float = 0.0
     error: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from agentclinic.agents.base import Doctor
+from agentclinic.backends.base import CALL_LOG
 from agentclinic.env.clinic import Clinic
 from agentclinic.runs.record import EpisodeRecord
 from agentclinic.runs.writer import RunWriter
@@ -26,16 +27,22 @@ async def play_episode(clinic: Clinic, doctor: Doctor, scenario: Scenario, *, se
         doctor.reset(observation, seed)
         while True:
             t0 = time.perf_counter()
-            action = await doctor.act(observation)
+            calls: list[dict] = []
+            token = CALL_LOG.set(calls)
+            try:
+                action = await doctor.act(observation)
+            finally:
+                CALL_LOG.reset(token)
             spent = time.perf_counter() - t0
             doctor_seconds += spent
-            result = await clinic.step(action, doctor_ms=spent * 1000)
+            result = await clinic.step(action, doctor_ms=spent * 1000, doctor_calls=calls)
             observation = result.observation
             if result.terminated or result.truncated:
                 break
     except Exception as exc:  # noqa: BLE001 - a failed episode is recorded and the run goes on
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
     ledger = getattr(clinic, "ledger", None)
+    calls = [c for e in getattr(clinic, "events", []) for c in e.model_calls]
     verdict = clinic.verdict if error is None else None
     diagnosis = getattr(clinic, "diagnosis", None)
     return EpisodeRecord(
@@ -50,7 +57,10 @@ async def play_episode(clinic: Clinic, doctor: Doctor, scenario: Scenario, *, se
         tool_calls=ledger.tool_calls if ledger else 0, cost=ledger.cost if ledger else 0.0,
         disclosed=list(getattr(clinic, "disclosed", [])), events=list(getattr(clinic, "events", [])),
         started_at=started_at, seconds=round(time.perf_counter() - started, 4),
-        doctor_seconds=round(doctor_seconds, 4), error=error)
+        doctor_seconds=round(doctor_seconds, 4), error=error,
+        prompt_tokens=sum(c["usage"]["prompt_tokens"] for c in calls),
+        completion_tokens=sum(c["usage"]["completion_tokens"] for c in calls),
+        model_seconds=round(sum(c["latency_s"] for c in calls), 4))
 
 
 async def run_episodes(plan: list[tuple[int, Scenario, int]], make_clinic: Callable[[], Clinic],
