@@ -58,14 +58,18 @@ class Embedder:
     def available(self) -> bool:
         return self.model is not None
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Unit vectors, one row per text (embeds only texts not seen before)."""
+    def encode(self, texts: list[str], batch_size: int = 1) -> np.ndarray:
+        """Unit vectors, one row per text (embeds only texts not seen before).
+
+        One text per forward pass by default: a text's vector then never depends on which
+        other texts were padded into its batch, so episodes replay exactly in any order.
+        """
         if self.model is None:
             raise RuntimeError("no embedding model loaded; use similarity(), which falls back to lexical")
         with self.lock:
             missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
             if missing:
-                vectors = self.model.encode(missing, batch_size=64, normalize_embeddings=True,
+                vectors = self.model.encode(missing, batch_size=batch_size, normalize_embeddings=True,
                                             convert_to_numpy=True, show_progress_bar=False)
                 for text, vector in zip(missing, vectors):
                     self.cache[text] = vector.astype(np.float32)
@@ -84,7 +88,7 @@ class Embedder:
                 return vectors
         except (OSError, ValueError):
             pass
-        vectors = self.encode(texts)
+        vectors = self.encode(texts, batch_size=64)  # a fixed corpus always batches the same way
         try:
             folder.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")

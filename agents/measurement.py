@@ -204,15 +204,18 @@ def _sorted_words(text: str) -> str:
     return " ".join(sorted(text.split()))
 
 
-def test_keys(text: str) -> set[str]:
-    """Every form under which a test name or a request is looked up."""
+def test_keys(text: str) -> list[str]:
+    """Every form under which a test name or a request is looked up, the literal forms first.
+
+    A list, not a set: ties between equally long forms must resolve the same way in every
+    process (set order changes with PYTHONHASHSEED).
+    """
     full = normalise(text)
     core = _strip(full, _TEST_FILLER) or full
-    keys = {full, core}
-    keys |= {TEST_CATALOGUE[k] for k in list(keys) if k in TEST_CATALOGUE}
-    keys |= {_sorted_words(k) for k in list(keys)}
-    keys.discard("")
-    return keys
+    keys = [full, core]
+    keys += [TEST_CATALOGUE[k] for k in keys if k in TEST_CATALOGUE]
+    keys += [_sorted_words(k) for k in keys]
+    return [k for k in dict.fromkeys(keys) if k]
 
 
 def _compatible(a: str, b: str) -> bool:
@@ -322,7 +325,7 @@ class ScriptedMeasurement:
             return Finding(request=request, name=request, result=NORMAL_RESULT, available=True)
         return Finding(request=request, result=f"{request}: not available for this patient.", available=False)
 
-    def _find_test(self, keys: set[str]) -> LabTest | list[LabTest] | None:
+    def _find_test(self, keys: list[str]) -> LabTest | list[LabTest] | None:
         for key in sorted(keys, key=len, reverse=True):
             if key in self._tests:
                 test = self._tests[key]

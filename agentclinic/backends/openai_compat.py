@@ -1,0 +1,451 @@
+"""The ``openai`` backend: any OpenAI-compatible chat-completions server, through the official client.
+
+Spec: ``openai/<model>[@<base_url>][?option=value&...]``; without a base URL, OpenAI's own API.
+Options (all optional):
+
+- ``concurrency=N``  requests in flight at once, per model and event loop (default 16)
+- ``images=0``       the model takes no images (``supports_images`` is False)
+- ``attempts=N``     attempts per request, retries included (default 4)
+- ``backoff=S``      base delay of the exponential backoff in seconds (default 1.0)
+- ``json=MODE``      structured output: ``auto`` (default: json_schema, falling back when the server
+                     refuses it), ``schema``, ``object`` (json_object + schema, llama.cpp style) or
+                     ``prompt`` (schema in the prompt, reply parsed tolerantly)
+- ``key_env=NAME``   read the API key from this environment variable
+- ``tool_choice=X``  with tools: ``auto`` (the server's default), ``none``, ``required`` or a function
+                     name (that function is always called; llama.cpp's server supports this, not ``required``)
+
+The API key comes from the environment only, never from the spec, and is never logged:
+``OPENAI_API_KEY`` then ``AGENTCLINIC_API_KEY`` (a non-OpenAI base URL prefers ``AGENTCLINIC_API_KEY``),
+else ``not-needed`` (local servers). Retries (exponential backoff with jitter) cover 408/409/429/5xx,
+timeouts, connection errors, malformed and empty replies; 400/401/403/404/422 fail at once. Every failure
+is a ``ModelError`` naming the model and base URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import re
+import time
+import weakref
+from typing import Any
+
+import openai
+
+from agentclinic.backends.base import (
+    ChatResult, Message, ModelError, ModelSpec, Settings, TextPart, ToolCall, Usage, register_backend)
+from agentclinic.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_CONCURRENCY = 16
+DEFAULT_ATTEMPTS = 4
+DEFAULT_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
+JSON_MODES = ("auto", "schema", "object", "prompt")
+OPTIONS = ("concurrency", "images", "attempts", "backoff", "json", "key_env", "tool_choice")
+RETRY_STATUS = {408, 409, 429}  # and every 5xx
+
+
+class _Retryable(Exception):
+    """One failed attempt that may succeed if tried again; ``cause`` says why in a few words."""
+
+    def __init__(self, cause: str, retry_after: float | None = None):
+        super().__init__(cause)
+        self.cause, self.retry_after = cause, retry_after
+
+
+class _Unsupported(Exception):
+    """The server refused a structured-output mode (``response_format``)."""
+
+
+# ---------------------------------------------------------------------------------------------- JSON replies
+
+_FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?(.*?)```", re.S)
+_TRAILING_COMMA = re.compile(r",\s*([}\]])")
+
+
+def parse_json_reply(text: str) -> dict:
+    """The JSON object in a model's reply, tolerantly: code fences stripped, then the first ``{...}``
+    that parses (text around it ignored; trailing commas forgiven). Raises ``ValueError`` if none."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("empty reply: expected a JSON object")
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    decoder = json.JSONDecoder()
+    for candidate in candidates:
+        candidate = candidate.strip()
+        for attempt in (candidate, _TRAILING_COMMA.sub(r"\1", candidate)):
+            try:
+                value = json.loads(attempt)
+            except json.JSONDecodeError:
+                pass
+            else:
+                if isinstance(value, dict):
+                    return value
+            start, tries = attempt.find("{"), 0
+            while start != -1 and tries < 200:  # bounded: each '{' is a possible start of the object
+                try:
+                    value, _ = decoder.raw_decode(attempt, start)
+                except json.JSONDecodeError:
+                    pass
+                else:
+                    if isinstance(value, dict):
+                        return value
+                start, tries = attempt.find("{", start + 1), tries + 1
+    snippet = text.strip().replace("\n", " ")
+    raise ValueError(f"no JSON object in the reply: {snippet[:120]!r}{'...' if len(snippet) > 120 else ''}")
+
+
+def _schema_instruction(schema: dict) -> str:
+    return ("Reply with one JSON object that follows this JSON schema, and nothing else (no prose, no code "
+            f"fences):\n{json.dumps(schema, separators=(',', ':'))}")
+
+
+def _schema_name(schema: dict) -> str:
+    name = re.sub(r"[^a-zA-Z0-9_-]", "_", str(schema.get("title") or "reply"))[:64]
+    return name or "reply"
+
+
+# ---------------------------------------------------------------------------------------------- the model
+
+class OpenAIChatModel:
+    """A ChatModel served by an OpenAI-compatible ``/chat/completions`` endpoint."""
+
+    def __init__(self, spec: ModelSpec | str, *, concurrency: int | None = None, max_attempts: int | None = None,
+                 base_delay_s: float | None = None, max_delay_s: float = MAX_BACKOFF_S, json_mode: str | None = None):
+        spec = ModelSpec.parse(spec) if isinstance(spec, str) else spec
+        if spec.backend != "openai":
+            raise ConfigError(f"{spec}: not an openai model spec")
+        if not spec.model.strip():
+            raise ConfigError(f"{spec}: no model name")
+        unknown = sorted(set(spec.options) - set(OPTIONS))
+        if unknown:
+            raise ConfigError(f"{spec}: unknown option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
+        opts = spec.options
+        self.spec = spec
+        self.name = str(spec)
+        self.model = spec.model
+        self.base_url = (spec.base_url or OPENAI_BASE_URL).rstrip("/")
+        self.label = f"openai/{self.model}@{self.base_url}"  # what every error names
+        self.supports_images = opts.get("images", "1").strip().lower() not in ("0", "false", "no", "off")
+        self.concurrency = concurrency or self._int_option("concurrency", DEFAULT_CONCURRENCY)
+        self.max_attempts = max_attempts or self._int_option("attempts", DEFAULT_ATTEMPTS)
+        self.base_delay_s = base_delay_s if base_delay_s is not None else self._float_option("backoff",
+                                                                                             DEFAULT_BACKOFF_S)
+        self.max_delay_s = max_delay_s
+        self.json_mode = json_mode or opts.get("json", "auto")
+        if self.json_mode not in JSON_MODES:
+            raise ConfigError(f"{spec}: json={self.json_mode!r}; expected one of {', '.join(JSON_MODES)}")
+        self._json_fallback: str | None = None  # the mode 'auto' settled on after a refusal
+        self._key_env = opts.get("key_env")
+        self.tool_choice = opts.get("tool_choice", "").strip() or None
+        self._is_openai = self.base_url == OPENAI_BASE_URL
+        # One client and one semaphore per event loop: both bind to the loop they are first used in.
+        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, asyncio.Semaphore]] = (
+            weakref.WeakKeyDictionary())
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatModel({self.label!r}, concurrency={self.concurrency})"
+
+    # -- options and key -----------------------------------------------------------------------------------
+
+    def _int_option(self, key: str, default: int) -> int:
+        raw = self.spec.options.get(key)
+        try:
+            value = int(raw) if raw is not None else default
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ConfigError(f"{self.spec}: option {key}={raw!r} must be a whole number >= 1")
+        return value
+
+    def _float_option(self, key: str, default: float) -> float:
+        raw = self.spec.options.get(key)
+        try:
+            value = float(raw) if raw is not None else default
+        except ValueError:
+            value = -1.0
+        if value < 0:
+            raise ConfigError(f"{self.spec}: option {key}={raw!r} must be a number >= 0")
+        return value
+
+    def _api_key(self) -> str:
+        if self._key_env:
+            names = [self._key_env]
+        elif self._is_openai:
+            names = ["OPENAI_API_KEY", "AGENTCLINIC_API_KEY"]
+        else:
+            names = ["AGENTCLINIC_API_KEY", "OPENAI_API_KEY"]
+        for name in names:
+            if os.environ.get(name, "").strip():
+                return os.environ[name].strip()
+        if self._is_openai or self._key_env:
+            raise ModelError(f"{self.label}: no API key: set {' or '.join(names)} in the environment")
+        return "not-needed"
+
+    def _scrub(self, text: str) -> str:
+        """``text`` with any API key we know of masked (server error bodies may echo it)."""
+        for name in (self._key_env, "OPENAI_API_KEY", "AGENTCLINIC_API_KEY"):
+            key = os.environ.get(name or "", "").strip()
+            if len(key) >= 8:
+                text = text.replace(key, "***")
+        return text
+
+    def _client(self) -> tuple[Any, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()
+        entry = self._per_loop.get(loop)
+        if entry is None:
+            client = openai.AsyncOpenAI(api_key=self._api_key(), base_url=self.base_url, max_retries=0)
+            entry = (client, asyncio.Semaphore(self.concurrency))
+            self._per_loop[loop] = entry
+        return entry
+
+    async def aclose(self) -> None:
+        """Close the HTTP client of the running event loop (a later call opens a new one)."""
+        entry = self._per_loop.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            await entry[0].close()
+
+    # -- requests ------------------------------------------------------------------------------------------
+
+    def _messages(self, messages: list[Message], instruction: str | None) -> list[dict]:
+        out: list[dict] = []
+        pending_ids: list[str] = []
+        for i, message in enumerate(messages):
+            if isinstance(message.content, str):
+                content: Any = message.content
+            else:
+                parts = []
+                for part in message.content:
+                    if isinstance(part, TextPart):
+                        parts.append({"type": "text", "text": part.text})
+                    elif not self.supports_images:
+                        raise ModelError(f"{self.label}: this model takes no images (images=0), but message "
+                                         f"{i} holds one ({part.source or 'unnamed'})")
+                    else:
+                        parts.append({"type": "image_url", "image_url": {"url": part.url}})
+                content = parts
+            item: dict[str, Any] = {"role": message.role, "content": content}
+            if message.role == "assistant" and message.tool_calls:
+                calls = []
+                for j, call in enumerate(message.tool_calls):
+                    call_id = call.id or f"call_{i}_{j}"
+                    pending_ids.append(call_id)
+                    calls.append({"id": call_id, "type": "function",
+                                  "function": {"name": call.name, "arguments": call.arguments or "{}"}})
+                item["tool_calls"] = calls
+                if content == "":
+                    item["content"] = None
+            if message.role == "tool":
+                call_id = message.tool_call_id or (pending_ids[0] if pending_ids else f"call_{i}")
+                if call_id in pending_ids:
+                    pending_ids.remove(call_id)
+                item["tool_call_id"] = call_id
+            out.append(item)
+        if instruction:
+            system = next((m for m in out if m["role"] == "system" and isinstance(m["content"], str)), None)
+            if system is not None:
+                system["content"] = f"{system['content']}\n\n{instruction}".strip()
+            else:
+                out.insert(0, {"role": "system", "content": instruction})
+        return out
+
+    def _request(self, messages: list[Message], settings: Settings, tools: list[dict] | None,
+                 schema: dict | None, mode: str | None) -> dict:
+        instruction = _schema_instruction(schema) if schema is not None and mode in ("object", "prompt") else None
+        body: dict[str, Any] = {"model": self.model, "messages": self._messages(messages, instruction),
+                                "temperature": settings.temperature, "top_p": settings.top_p}
+        body["max_completion_tokens" if self._is_openai else "max_tokens"] = settings.max_tokens
+        if settings.seed is not None:
+            body["seed"] = settings.seed
+        if tools:
+            body["tools"] = tools
+            if self.tool_choice in ("auto", "none", "required"):
+                body["tool_choice"] = self.tool_choice
+            elif self.tool_choice:
+                body["tool_choice"] = {"type": "function", "function": {"name": self.tool_choice}}
+        if schema is not None and mode == "schema":
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": _schema_name(schema), "schema": schema}}
+        elif schema is not None and mode == "object":
+            # OpenAI and vLLM take plain json_object; llama.cpp's server also constrains to "schema".
+            body["response_format"] = {"type": "json_object"} if self._is_openai else {
+                "type": "json_object", "schema": schema}
+        return body
+
+    async def chat(self, messages: list[Message], settings: Settings, *, tools: list[dict] | None = None,
+                   json_schema: dict | None = None) -> ChatResult:
+        schema = json_schema
+        if schema is not None and "schema" in schema and "type" not in schema:  # {"name":..., "schema":...}
+            schema = schema["schema"]
+        mode = None
+        if schema is not None:
+            mode = self._json_fallback or ("schema" if self.json_mode == "auto" else self.json_mode)
+        while True:
+            try:
+                return await self._chat_with_retries(messages, settings, tools, schema, mode)
+            except _Unsupported as exc:
+                next_mode = {"schema": "object", "object": "prompt"}.get(mode or "")
+                if self.json_mode != "auto" or next_mode is None:
+                    raise ModelError(f"{self.label}: the server refused response_format for json={mode}: "
+                                     f"{exc}") from None
+                log.info("%s: response_format %s refused; falling back to json=%s", self.label, mode, next_mode)
+                self._json_fallback = mode = next_mode
+
+    async def _chat_with_retries(self, messages: list[Message], settings: Settings, tools: list[dict] | None,
+                                 schema: dict | None, mode: str | None) -> ChatResult:
+        body = self._request(messages, settings, tools, schema, mode)
+        client, semaphore = self._client()
+        cause = "no attempt made"
+        for attempt in range(1, self.max_attempts + 1):
+            retry_after = None
+            try:
+                async with semaphore:
+                    started = time.perf_counter()
+                    data = await self._post(client, body, settings.timeout_s)
+                    latency = time.perf_counter() - started
+                return self._result(data, latency, schema)
+            except _Retryable as exc:
+                cause, retry_after = exc.cause, exc.retry_after
+            if attempt < self.max_attempts:
+                delay = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+                if retry_after is not None:
+                    delay = max(delay, min(retry_after, self.max_delay_s))
+                log.warning("%s: %s (attempt %d of %d); retrying in %.2fs", self.label, cause, attempt,
+                            self.max_attempts, delay)
+                await asyncio.sleep(delay)
+        plural = "s" if self.max_attempts != 1 else ""
+        raise ModelError(f"{self.label}: {cause} after {self.max_attempts} attempt{plural}")
+
+    async def _post(self, client: Any, body: dict, timeout_s: float) -> dict:
+        """One HTTP attempt: the response body as a dict, or _Retryable / _Unsupported / ModelError."""
+        try:
+            raw = await asyncio.wait_for(
+                client.chat.completions.with_raw_response.create(**body, timeout=timeout_s), timeout=timeout_s + 1)
+            text = raw.text
+        except (asyncio.TimeoutError, openai.APITimeoutError):
+            raise _Retryable(f"timed out after {timeout_s:g}s") from None
+        except openai.APIConnectionError as exc:
+            raise _Retryable(f"server unreachable ({self._connection_cause(exc)})") from None
+        except openai.APIStatusError as exc:
+            raise self._status_error(exc, body) from None
+        except openai.OpenAIError as exc:  # anything else the client raises
+            raise _Retryable(f"malformed response ({self._scrub(str(exc))[:200]})") from None
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, TypeError):
+            snippet = (text or "").strip().replace("\n", " ")[:80]
+            raise _Retryable(f"malformed response (not JSON: {snippet!r})") from None
+        if not isinstance(data, dict):
+            raise _Retryable(f"malformed response (a JSON {type(data).__name__}, not an object)")
+        if isinstance(data.get("error"), dict | str) and not data.get("choices"):
+            error = data["error"]
+            message = error.get("message", error) if isinstance(error, dict) else error
+            raise _Retryable(f"server error in a 200 reply: {self._scrub(str(message))[:200]}")
+        return data
+
+    @staticmethod
+    def _connection_cause(exc: Exception) -> str:
+        chain, seen = [], exc
+        for _ in range(6):  # bounded walk down the cause chain
+            if seen is None:
+                break
+            chain.append(f"{type(seen).__name__}: {seen}")
+            seen = seen.__cause__ or seen.__context__
+        text = " | ".join(chain).lower()
+        if "refused" in text or "errno 111" in text:
+            return "connection refused"
+        if "name or service" in text or "nodename" in text or "getaddrinfo" in text or "name resolution" in text:
+            return "host name not resolved"
+        if "ssl" in text or "certificate" in text:
+            return "TLS error"
+        if "reset" in text or "disconnected" in text or "remoteprotocolerror" in text:
+            return "connection closed by the server"
+        return str(exc) or type(exc).__name__
+
+    def _status_error(self, exc: openai.APIStatusError, body: dict) -> Exception:
+        status = exc.status_code
+        message = self._scrub(_error_message(exc))
+        if "response_format" in body and status in (400, 422, 500, 501) and re.search(
+                r"response_format|json_schema|json_object|grammar", message, re.I):
+            return _Unsupported(f"HTTP {status}: {message[:200]}")
+        if status in RETRY_STATUS or status >= 500:
+            return _Retryable(f"HTTP {status} ({message[:200]})", _retry_after(exc))
+        hint = {401: "authentication failed; set OPENAI_API_KEY or AGENTCLINIC_API_KEY",
+                403: "permission denied", 404: f"model {self.model!r} or endpoint not found"}.get(status, "")
+        return ModelError(f"{self.label}: HTTP {status}{': ' + hint if hint else ''} ({message[:300]}); not retried")
+
+    def _result(self, data: dict, latency: float, schema: dict | None) -> ChatResult:
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise _Retryable("malformed response (no choices)")
+        message = choices[0].get("message")
+        if not isinstance(message, dict):
+            raise _Retryable("malformed response (no message in the first choice)")
+        text = _content_text(message.get("content"))
+        calls = []
+        raw_calls = message.get("tool_calls") or []
+        if not raw_calls and isinstance(message.get("function_call"), dict):  # the legacy single call
+            raw_calls = [{"function": message["function_call"]}]
+        for raw in raw_calls if isinstance(raw_calls, list) else []:
+            function = raw.get("function") if isinstance(raw, dict) else None
+            if not isinstance(function, dict) or not function.get("name"):
+                raise _Retryable("malformed response (a tool call without a function name)")
+            arguments = function.get("arguments", "{}")
+            if not isinstance(arguments, str):
+                arguments = json.dumps(arguments)
+            calls.append(ToolCall(id=raw.get("id"), name=str(function["name"]), arguments=arguments or "{}"))
+        if not text.strip() and not calls:
+            finish = choices[0].get("finish_reason")
+            raise _Retryable(f"empty reply (finish_reason={finish})")
+        if schema is not None and not calls:
+            try:
+                text = json.dumps(parse_json_reply(text), ensure_ascii=False)
+            except ValueError as exc:
+                raise _Retryable(f"reply is not the JSON asked for: {exc}") from None
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        return ChatResult(text=text, tool_calls=calls, latency_s=latency, model=str(data.get("model") or self.model),
+                          usage=Usage(prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                                      completion_tokens=int(usage.get("completion_tokens") or 0)))
+
+
+def _content_text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # some servers answer with content parts
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content)
+
+
+def _error_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+        if isinstance(inner, str):
+            return inner
+        if body.get("detail"):
+            return str(body["detail"])
+    try:
+        text = exc.response.text
+    except Exception:  # noqa: BLE001  (a streamed or closed response)
+        text = ""
+    return (text or str(exc)).strip().replace("\n", " ")
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    try:
+        value = exc.response.headers.get("retry-after")
+        return float(value) if value is not None else None
+    except (ValueError, AttributeError):
+        return None
+
+
+register_backend("openai", lambda spec: OpenAIChatModel(spec))
