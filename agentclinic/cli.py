@@ -115,29 +115,59 @@ def import_scenarios(source: Annotated[Path, typer.Argument(help="a file in any 
     console.print(f"wrote {len(loaded)} scenarios to {out}")
 
 
+Spec = Optional[str]
+
+
 @app.command()
 def run(
-    scenarios: Annotated[list[Path], typer.Option("--scenarios", help="scenario files or folders")] = [BANK_DIR],
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with these settings (keys as the "
+                                                   "flags with underscores; per-role tables named doctor, "
+                                                   "patient, measurement, judge); flags override it")] = None,
+    scenarios: Annotated[Optional[list[Path]], typer.Option("--scenarios", help="scenario files or folders "
+                                                            "(default: the bank)")] = None,
     format: Format = None,
-    doctor: Annotated[str, typer.Option(help="doctor spec: scripted, random or human")] = "scripted",
+    doctor: Annotated[Spec, typer.Option(help="doctor: scripted, random, human, openai/<model>[@<url>] or hf/<path>, "
+                                              "model specs with ?mode=text|tools (default: scripted)")] = None,
+    patient: Annotated[Spec, typer.Option(help="patient: scripted, openai/<model>[@<url>] or hf/<path> "
+                                               "(default: scripted)")] = None,
+    measurement: Annotated[Spec, typer.Option(help="measurement agent: scripted, openai/... or hf/... "
+                                                   "(a model only phrases the exact results)")] = None,
+    judge: Annotated[Spec, typer.Option(help="diagnosis judge: scripted (rules), openai/... or hf/...")] = None,
+    patient_bias: Annotated[Optional[list[str]], typer.Option("--patient-bias", help="patient bias (repeat or "
+                                                              "comma-separate; LLM patients only)")] = None,
+    doctor_bias: Annotated[Optional[list[str]], typer.Option("--doctor-bias", help="doctor bias (repeat or "
+                                                             "comma-separate; LLM doctors only)")] = None,
+    image_policy: Annotated[Optional[str], typer.Option(help="on-request (default): images when the doctor asks; "
+                                                             "upfront: images come with the brief")] = None,
+    cache: Annotated[Optional[Path], typer.Option(help="replay cache (SQLite) wrapping every model")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="sampling temperature, every role (default 0)")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="max tokens per model reply, every role "
+                                                           "(default 256)")] = None,
+    model_seed: Annotated[Optional[int], typer.Option(help="sampling seed sent to models, every role (default 0; "
+                                                           "negative: none)")] = None,
     episodes: Annotated[Optional[int], typer.Option(help="episodes to play (default: one per scenario)")] = None,
-    seed: Annotated[int, typer.Option(help="base seed; episode i uses seed + i")] = 0,
-    concurrency: Annotated[int, typer.Option(help="episodes played at once in one event loop")] = 1,
-    max_turns: Annotated[int, typer.Option(help="turn budget (AgentClinic: 20)")] = 20,
+    seed: Annotated[Optional[int], typer.Option(help="base seed; episode i uses seed + i (default 0)")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="episodes played at once in one event loop")] = None,
+    max_turns: Annotated[Optional[int], typer.Option(help="turn budget (AgentClinic: 20)")] = None,
     max_tests: Annotated[Optional[int], typer.Option(help="test budget")] = None,
     max_cost: Annotated[Optional[float], typer.Option(help="money budget, US dollars")] = None,
-    out: Annotated[Path, typer.Option(help="folder that holds runs")] = Path("runs"),
+    out: Annotated[Optional[Path], typer.Option(help="folder that holds runs (default: runs)")] = None,
     run_id: Annotated[Optional[str], typer.Option(help="run folder name (default: time and doctor)")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in --run-id where it stopped")] = False,
 ) -> None:
     """Play doctor episodes over scenarios and record them in OUT/RUN_ID/."""
-    from agentclinic.runs.session import RunConfig, run_session
+    from agentclinic.runs.session import resolve_config, run_session
 
-    config = RunConfig(scenarios=[str(p) for p in scenarios], format=format, doctor=doctor, episodes=episodes,
-                       seed=seed, concurrency=concurrency, max_turns=max_turns, max_tests=max_tests,
-                       max_cost=max_cost)
+    flags = dict(scenarios=[str(p) for p in scenarios] if scenarios else None, format=format, doctor=doctor,
+                 patient=patient, measurement=measurement, judge=judge, patient_bias=patient_bias,
+                 doctor_bias=doctor_bias, image_policy=image_policy, cache=str(cache) if cache else None,
+                 temperature=temperature, max_tokens=max_tokens, model_seed=model_seed, episodes=episodes, seed=seed,
+                 concurrency=concurrency, max_turns=max_turns, max_tests=max_tests, max_cost=max_cost,
+                 out=str(out) if out else None, run_id=run_id)
     try:
-        folder, summary = run_session(config, out=out, run_id=run_id, resume=resume, console=console)
+        resolved, other = resolve_config(flags, config)
+        folder, summary = run_session(resolved, out=Path(other["out"] or "runs"), run_id=other["run_id"],
+                                      resume=resume, console=console)
     except AgentClinicError as exc:
         _fail(exc)
     table = Table(title=f"run {folder.name}", show_header=False)

@@ -40,6 +40,8 @@ class Verdict(BaseModel):
     matched: str | None = None  # the name or code it matched
     rationale: str
     score: float | None = None  # similarity, when used
+    rule_level: MatchLevel | None = None  # the rule judge's level, kept beside a model judge's verdict
+    judge: str | None = None  # who decided: a model name, or "rule" (also when a model reply was not understood)
 
 
 class Patient(Protocol):
@@ -65,7 +67,12 @@ class Judge(Protocol):
 
 @runtime_checkable
 class Doctor(Protocol):
-    """Any policy from observations to actions (an Action, or text the parser reads)."""
+    """Any policy from observations to actions (an Action, or text the parser reads).
+
+    ``images`` are the images that came back with this observation (or with the brief, under the
+    'upfront' image policy): dicts with ``id``, ``modality``, ``path`` (local file, or None) and
+    ``available``. Doctors that cannot see images accept and ignore them.
+    """
 
     def reset(self, brief: str, seed: int | None = None) -> None: ...
-    async def act(self, observation: str) -> Action | str: ...
+    async def act(self, observation: str, images: list[dict] | None = None) -> Action | str | dict: ...

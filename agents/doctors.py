@@ -468,8 +468,8 @@ class ScriptedDoctor:
 
     # -- acting ----------------------------------------------------------------------------
 
-    async def act(self, observation: str) -> Action:
-        self.turn += 1
+    async def act(self, observation: str, images: list[dict] | None = None) -> Action:
+        self.turn += 1  # images are ignored: the image reports arrive in the observation text
         if observation and not (self.turn == 1 and observation.strip() == self.brief.strip()):
             self._absorb(observation)
         action = self._decide()
@@ -691,7 +691,7 @@ class RandomDoctor:
         self.rng = random.Random(seed)
         self.turn = 0
 
-    async def act(self, observation: str) -> Action:
+    async def act(self, observation: str, images: list[dict] | None = None) -> Action:
         self.turn += 1
         names, tests = self._names()
         rng = self.rng
@@ -744,11 +744,14 @@ class HumanDoctor:
     def _out(self, text: str) -> None:
         (self.output_fn or builtins.print)(text)
 
-    async def act(self, observation: str) -> str:
+    async def act(self, observation: str, images: list[dict] | None = None) -> str:
         self.turn += 1
         if self.turn == 1 and self.show_help:
             self._out(self.HELP)
         self._out(observation)
+        for image in images or ():  # a person can open the file
+            if image.get("path"):
+                self._out(f"[image {image.get('id')} ({image.get('modality')}): {image['path']}]")
         read = self.input_fn or builtins.input
         while True:
             text = await asyncio.to_thread(read, self.prompt)
@@ -774,19 +777,29 @@ def _option(value: str):
     return value
 
 
-def make_doctor(spec: str) -> Doctor:
-    """A doctor from a spec: 'scripted', 'random' or 'human', optionally 'name:key=value,...'."""
+def make_doctor(spec: str, *, settings=None, max_turns: int | None = None, cache=None) -> Doctor:
+    """A doctor from a spec: 'scripted', 'random' or 'human', optionally 'name:key=value,...'; or a
+    model spec ('openai/<model>[@<url>][?mode=text|tools]', 'hf/<path>[?mode=...]') for an LLM doctor
+    with decoding ``settings``, the turn budget ``max_turns`` and an optional replay ``cache`` path.
+    ``max_turns`` also sets the scripted and random doctors' plan unless the spec gives one."""
+    if str(spec).strip().startswith(("openai/", "hf/")):
+        from agentclinic.agents.llm_factory import make_model_doctor
+
+        return make_model_doctor(str(spec).strip(), settings, max_turns=max_turns or DEFAULT_MAX_TURNS, cache=cache)
     name, _, options = str(spec).strip().partition(":")
     name = name.strip().lower()
     if name not in DOCTORS:
         raise ValueError(f"unknown doctor {spec!r}; known doctors: {', '.join(DOCTORS)} "
-                         f"(options as 'scripted:max_questions=8')")
+                         f"(options as 'scripted:max_questions=8'), or a model spec: "
+                         f"openai/<model>[@<base_url>][?mode=text|tools] or hf/<path>[?mode=text|tools]")
     kwargs = {}
     for item in filter(None, (o.strip() for o in options.split(","))):
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise ValueError(f"doctor option {item!r} in {spec!r} is not key=value")
         kwargs[key.strip()] = _option(value.strip())
+    if max_turns is not None and name in ("scripted", "random"):
+        kwargs.setdefault("max_turns", max_turns)
     try:
         return DOCTORS[name](**kwargs)
     except TypeError as exc:

@@ -237,9 +237,7 @@ class OpenAIChatModel:
                     pending_ids.append(call_id)
                     calls.append({"id": call_id, "type": "function",
                                   "function": {"name": call.name, "arguments": call.arguments or "{}"}})
-                item["tool_calls"] = calls
-                if content == "":
-                    item["content"] = None
+                item["tool_calls"] = calls  # content stays "" (llama.cpp's server rejects null content)
             if message.role == "tool":
                 call_id = message.tool_call_id or (pending_ids[0] if pending_ids else f"call_{i}")
                 if call_id in pending_ids:

@@ -1,22 +1,36 @@
 """The clinic: the async core of an episode. The environment owns the patient, the
 measurement agent, the judge, the tools, the ledger and the event log; the doctor is
 outside it and only sends actions.
+
+Images: every step's ``info["images"]`` (and the event's ``images``) lists the images that
+came back with it, as dicts with ``id``, ``modality``, ``asset``, ``path`` (the local file,
+resolved relative to the scenario file; None when unavailable), ``available`` and, when
+unavailable, ``reason`` (remote assets, missing files). The image policy decides when they come:
+``on-request`` (default: when the doctor requests them) or ``upfront`` (all of them with the
+brief, in ``reset``'s info, the brief listing them; requesting them later still works).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
 from agentclinic.agents.base import Judge, Measurement, Patient, Verdict
 from agentclinic.backends.base import CALL_LOG
 from agentclinic.env.actions import (
     Action, ActionError, Ask, CallTool, Diagnose, Examine, OrderTests, RequestImage, parse_action)
 from agentclinic.env.ledger import Budget, Ledger
-from agentclinic.errors import AgentClinicError
+from agentclinic.errors import AgentClinicError, ConfigError, ScenarioError
 from agentclinic.runs.record import Event
+from agentclinic.scenario.assets import check_asset, resolve_asset
+from agentclinic.scenario.loaders import source_of
 from agentclinic.scenario.prices import PriceTable, price_table
-from agentclinic.scenario.schema import Scenario
+from agentclinic.scenario.schema import Image, Scenario
+
+ImagePolicy = Literal["on-request", "upfront"]
+IMAGE_POLICIES = ("on-request", "upfront")
 from agentclinic.tools.registry import TOOLS
 
 
@@ -33,11 +47,17 @@ class Clinic:
     """One simulated consultation at a time: ``reset(scenario)``, then ``await step(action)``."""
 
     def __init__(self, patient: Patient, measurement: Measurement, judge: Judge,
-                 budget: Budget | None = None, prices: PriceTable | None = None):
+                 budget: Budget | None = None, prices: PriceTable | None = None,
+                 image_policy: ImagePolicy = "on-request", patient_biases: list[str] | None = None):
+        if image_policy not in IMAGE_POLICIES:
+            raise ConfigError(f"unknown image policy {image_policy!r}; expected one of: {', '.join(IMAGE_POLICIES)}")
         self.patient, self.measurement, self.judge = patient, measurement, judge
         self.budget = budget or Budget()
         self.prices = prices or price_table()
+        self.image_policy = image_policy
+        self.patient_biases = list(patient_biases or [])  # configured; recorded as ignored by agents without biases
         self.scenario: Scenario | None = None
+        self.upfront_images: list[dict] = []
 
     def reset(self, scenario: Scenario, seed: int | None = None) -> tuple[str, dict]:
         self.scenario, self.seed = scenario, seed
@@ -54,14 +74,57 @@ class Clinic:
         brief = scenario.doctor_brief
         if any(image.remote for image in scenario.images):
             brief += " (Note: this case's images are remote and unavailable offline; it runs text-only.)"
-        return brief, self._info()
+        self.upfront_images = []
+        if self.image_policy == "upfront" and scenario.images:
+            self.upfront_images = [self.image_info(image) for image in scenario.images]
+            brief += "\n\n" + self._image_lines(scenario.images, self.upfront_images)
+        info = self._info()
+        info["images"] = list(self.upfront_images)
+        return brief, info
+
+    def image_info(self, image: Image) -> dict:
+        """An image of the case as the doctor receives it: id, modality, asset, local path, availability."""
+        info = {"id": image.id, "modality": image.modality, "asset": image.asset, "path": None, "available": False}
+        source = source_of(self.scenario) if self.scenario is not None else None
+        base = Path(source.path).parent if source is not None else None
+        try:
+            path = resolve_asset(image.asset, base)
+        except ScenarioError as exc:
+            return info | {"reason": exc.message}
+        problem = check_asset(image.asset, base)
+        if problem is not None:
+            return info | {"reason": problem}
+        return info | {"path": str(path), "available": True}
+
+    @staticmethod
+    def _image_lines(images: list[Image], infos: list[dict]) -> str:
+        lines = []
+        for image, info in zip(images, infos):
+            note = "attached" if info["available"] else (
+                "unavailable offline (remote)" if image.remote else "unavailable")
+            lines.append(f"- {image.id} ({image.modality}): {note}. {image.description or 'No report.'}")
+        return "Images:\n" + "\n".join(lines)
+
+    def bias_record(self) -> dict | None:
+        """The patient's biases this episode: as applied by an LLM patient, or configured but ignored."""
+        applied = getattr(self.patient, "bias_info", None)
+        if applied:
+            return applied
+        if self.patient_biases:
+            from agentclinic.agents.biases import not_applied
+
+            agent = getattr(self.patient, "name", None) or type(self.patient).__name__
+            record = not_applied("patient", self.patient_biases, "scripted" if "Scripted" in agent else agent)
+            return record.record() if record else None
+        return None
 
     def _info(self, event: Event | None = None) -> dict:
         return {"scenario": self.scenario.id if self.scenario else None, "turn": self.ledger.turns,
                 "ledger": self.ledger.snapshot(), "outcome": self.outcome, "truncated_by": self.truncated_by,
                 "action": event.action["type"] if event and event.action else None,
                 "error": event.error if event else None,
-                "verdict": self.verdict.model_dump() if self.verdict else None}
+                "verdict": self.verdict.model_dump() if self.verdict else None,
+                "images": list(event.images) if event else []}
 
     async def step(self, message: str | dict | Action, doctor_ms: float = 0.0,
                    doctor_calls: list[dict] | None = None) -> StepResult:
@@ -134,13 +197,9 @@ class Clinic:
                 known = ", ".join(m.id for m in self.scenario.images) or "none"
                 raise ActionError(f"no image {action.image_id!r} in this case (images: {known})"
                                   if action.image_id else "this case has no images")
-            lines = []
-            for image in images:
-                event.images.append({"id": image.id, "asset": image.asset, "modality": image.modality,
-                                     "sent": not image.remote})
-                note = "unavailable offline (remote)" if image.remote else "attached"
-                lines.append(f"- {image.id} ({image.modality}): {note}. {image.description or 'No report.'}")
-            return "Images:\n" + "\n".join(lines), 0.0, False
+            infos = [self.image_info(image) for image in images]
+            event.images.extend(infos)
+            return self._image_lines(images, infos), 0.0, False
         if isinstance(action, CallTool):
             tool = TOOLS.get(action.name)
             if tool is None:

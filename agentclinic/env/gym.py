@@ -3,7 +3,8 @@
 Observations and actions are text (``gymnasium.spaces.Text``); observations are folded to
 the space's charset (accents and symbols such as ``°`` or ``µ`` spelled in ASCII) and cut
 to its length, so ``check_env`` holds. ``info`` carries the ledger, the parsed action type,
-errors and, at the end, the judge's verdict. Reward: 1 for a correct diagnosis, else 0.
+errors, the images that came with the step (local paths; see ``agentclinic.env.clinic``) and, at
+the end, the judge's verdict. Reward: 1 for a correct diagnosis, else 0.
 """
 
 from __future__ import annotations
@@ -37,13 +38,24 @@ def to_charset(text: str, max_length: int = MAX_OBSERVATION) -> str:
     return text if len(text) <= max_length else text[: max_length - len(marker)] + marker
 
 
-def scripted_clinic(budget: Budget | None = None) -> Clinic:
+def scripted_clinic(budget: Budget | None = None, image_policy: str = "on-request") -> Clinic:
     """A clinic with the offline scripted agents (shared embedding model)."""
     from agentclinic.agents.judge import RuleJudge
     from agentclinic.agents.measurement import ScriptedMeasurement
     from agentclinic.agents.patient import ScriptedPatient
 
-    return Clinic(ScriptedPatient(), ScriptedMeasurement(), RuleJudge(), budget=budget)
+    return Clinic(ScriptedPatient(), ScriptedMeasurement(), RuleJudge(), budget=budget, image_policy=image_policy)
+
+
+def model_clinic(*, patient: str = "scripted", measurement: str = "scripted", judge: str = "scripted",
+                 settings=None, patient_bias=None, image_policy: str = "on-request", budget: Budget | None = None,
+                 cache: str | Path | None = None) -> Clinic:
+    """A clinic whose roles are given by specs ('scripted', 'openai/<model>[@<url>]', 'hf/<path>'),
+    e.g. an LLM patient for an RL doctor: ``ClinicEnv(clinic=model_clinic(patient="openai/..."))``."""
+    from agentclinic.agents.llm_factory import build_clinic
+
+    return build_clinic(patient=patient, measurement=measurement, judge=judge, settings=settings,
+                        patient_bias=patient_bias, image_policy=image_policy, budget=budget, cache=cache)
 
 
 class ClinicEnv(gym.Env):
@@ -53,14 +65,14 @@ class ClinicEnv(gym.Env):
 
     def __init__(self, scenarios: str | Path | list[Scenario] | ScenarioSet | None = None,
                  max_turns: int = 20, budget: Budget | None = None, clinic: Clinic | None = None,
-                 render_mode: str | None = None):
+                 render_mode: str | None = None, image_policy: str = "on-request"):
         if isinstance(scenarios, (str, Path)) or scenarios is None:
             scenarios = load_scenarios(scenarios or BANK_DIR)
         self.scenarios = list(scenarios)
         if not self.scenarios:
             raise ValueError("ClinicEnv needs at least one scenario")
         self.by_id = {s.id: s for s in self.scenarios}
-        self.clinic = clinic or scripted_clinic(budget or Budget(turns=max_turns))
+        self.clinic = clinic or scripted_clinic(budget or Budget(turns=max_turns), image_policy=image_policy)
         self.observation_space = spaces.Text(MAX_OBSERVATION, min_length=1, charset=CHARSET)
         self.action_space = spaces.Text(MAX_ACTION, min_length=1, charset=CHARSET)
         self.render_mode = render_mode

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
 from agentclinic.agents.base import Doctor
@@ -16,27 +17,79 @@ from agentclinic.runs.writer import RunWriter
 from agentclinic.scenario.schema import Scenario
 
 
+_TAKES_IMAGES: dict[type, bool] = {}
+
+
+def accepts_images(doctor: Doctor) -> bool:
+    """Whether ``doctor.act`` takes ``images`` (older doctors take the observation only)."""
+    kind = type(doctor)
+    if kind not in _TAKES_IMAGES:
+        try:
+            params = inspect.signature(doctor.act).parameters.values()
+        except (TypeError, ValueError):
+            params = ()
+        _TAKES_IMAGES[kind] = any(p.name == "images" or p.kind is p.VAR_KEYWORD for p in params)
+    return _TAKES_IMAGES[kind]
+
+
+async def doctor_act(doctor: Doctor, observation: str, images: list[dict] | None):
+    if accepts_images(doctor):
+        return await doctor.act(observation, images=images or None)
+    return await doctor.act(observation)
+
+
+def reset_doctor(doctor: Doctor, brief: str, seed: int | None, scenario: Scenario,
+                 biases: Sequence[str] = ()) -> dict | None:
+    """Reset the doctor for an episode; biases are rendered for the case and given to doctors that take
+    them (``accepts_bias``). Returns the bias record (applied, or configured but ignored)."""
+    if biases:
+        from agentclinic.agents.biases import not_applied, render_biases
+
+        if getattr(doctor, "accepts_bias", False):
+            applied = render_biases("doctor", biases, scenario, seed)
+            doctor.reset(brief, seed, bias=applied)
+            return applied.record() if applied else None
+        doctor.reset(brief, seed)
+        record = not_applied("doctor", biases, getattr(doctor, "name", None) or type(doctor).__name__)
+        return record.record() if record else None
+    doctor.reset(brief, seed)
+    return None
+
+
 async def play_episode(clinic: Clinic, doctor: Doctor, scenario: Scenario, *, seed: int | None,
-                       run_id: str = "", episode: int = 0, doctor_name: str = "") -> EpisodeRecord:
-    """Play one episode to its end; any failure is recorded in the result, never raised."""
+                       run_id: str = "", episode: int = 0, doctor_name: str = "",
+                       doctor_biases: Sequence[str] = ()) -> EpisodeRecord:
+    """Play one episode to its end; any failure is recorded in the result, never raised.
+
+    The images that come with an observation (``info["images"]``: with the brief under the
+    'upfront' policy, after a request otherwise) are passed to ``doctor.act(observation, images=...)``.
+    """
     started, started_at = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
     doctor_seconds = 0.0
     error = None
+    extra: dict = {}
     try:
-        observation, _ = clinic.reset(scenario, seed)
-        doctor.reset(observation, seed)
+        observation, info = clinic.reset(scenario, seed)
+        biases = {"patient": clinic.bias_record() if hasattr(clinic, "bias_record") else None,
+                  "doctor": reset_doctor(doctor, observation, seed, scenario, doctor_biases)}
+        if any(biases.values()):
+            extra["biases"] = {k: v for k, v in biases.items() if v}
+        if getattr(clinic, "image_policy", "on-request") != "on-request":
+            extra["image_policy"] = clinic.image_policy
+            extra["images_upfront"] = list(info.get("images") or [])
+        images = info.get("images") or None
         while True:
             t0 = time.perf_counter()
             calls: list[dict] = []
             token = CALL_LOG.set(calls)
             try:
-                action = await doctor.act(observation)
+                action = await doctor_act(doctor, observation, images)
             finally:
                 CALL_LOG.reset(token)
             spent = time.perf_counter() - t0
             doctor_seconds += spent
             result = await clinic.step(action, doctor_ms=spent * 1000, doctor_calls=calls)
-            observation = result.observation
+            observation, images = result.observation, result.info.get("images") or None
             if result.terminated or result.truncated:
                 break
     except Exception as exc:  # noqa: BLE001 - a failed episode is recorded and the run goes on
@@ -60,13 +113,17 @@ async def play_episode(clinic: Clinic, doctor: Doctor, scenario: Scenario, *, se
         doctor_seconds=round(doctor_seconds, 4), error=error,
         prompt_tokens=sum(c["usage"]["prompt_tokens"] for c in calls),
         completion_tokens=sum(c["usage"]["completion_tokens"] for c in calls),
-        model_seconds=round(sum(c["latency_s"] for c in calls), 4))
+        model_seconds=round(sum(c["latency_s"] for c in calls), 4), extra=extra)
 
 
 async def run_episodes(plan: list[tuple[int, Scenario, int]], make_clinic: Callable[[], Clinic],
                        make_doctor: Callable[[], Doctor], *, writer: RunWriter, run_id: str, doctor_name: str,
-                       concurrency: int = 1, on_done: Callable[[EpisodeRecord], None] | None = None) -> None:
-    """Play (episode, scenario, seed) items, ``concurrency`` at a time, appending each record as it ends."""
+                       concurrency: int = 1, on_done: Callable[[EpisodeRecord], None] | None = None,
+                       doctor_biases: Sequence[str] = ()) -> None:
+    """Play (episode, scenario, seed) items, ``concurrency`` at a time, appending each record as it ends.
+
+    Each worker (one per concurrent episode) makes its own clinic and doctor, so agents are never
+    shared between episodes in flight; the models behind them are (``load_model`` caches them)."""
     queue: asyncio.Queue = asyncio.Queue()
     for item in plan:
         queue.put_nowait(item)
@@ -76,7 +133,7 @@ async def run_episodes(plan: list[tuple[int, Scenario, int]], make_clinic: Calla
         while not queue.empty():
             episode, scenario, seed = queue.get_nowait()
             record = await play_episode(clinic, doctor, scenario, seed=seed, run_id=run_id, episode=episode,
-                                        doctor_name=doctor_name)
+                                        doctor_name=doctor_name, doctor_biases=doctor_biases)
             writer.append(record)
             if on_done:
                 on_done(record)
