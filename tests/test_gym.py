@@ -17,6 +17,15 @@ def test_check_env_passes():
     env.close()
 
 
+def test_importing_agentclinic_registers_the_env():
+    import subprocess
+    import sys
+
+    code = "import gymnasium, agentclinic; print('agentclinic/Clinic-v0' in gymnasium.registry)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+
+
 def test_registered_and_seeded():
     env = gymnasium.make(ENV_ID, scenarios=SCENARIOS)
     a, info_a = env.reset(seed=3)

@@ -485,13 +485,19 @@ def test_cache_wraps_every_model_and_replays(fake_models, tmp_path):
     assert run(cached.chat(messages, Settings())).text == "first" and len(model.calls) == 1
 
 
+def write_case_folder(tmp_path):
+    """A folder holding the minimal scenario, for CLI runs."""
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    (cases / "case.yaml").write_text(yaml.safe_dump(MINIMAL), encoding="utf-8")
+    return cases
+
+
 def test_whole_run_with_llm_doctor_and_patient_records_model_calls(fake_models, tmp_path):
     doctor = FakeChatModel([doctor_script] * 100, name="fake-doctor")
     patient = FakeChatModel(default="I've had a cough for five days, doctor.", name="fake-patient")
     specs = fake_models(doctor=doctor, patient=patient)
-    cases = tmp_path / "cases"
-    cases.mkdir()
-    (cases / "case.yaml").write_text(yaml.safe_dump(MINIMAL), encoding="utf-8")
+    cases = write_case_folder(tmp_path)
     result = cli.invoke(app, ["run", "--scenarios", str(cases), "--doctor", specs["doctor"], "--patient",
                               specs["patient"], "--episodes", "2", "--concurrency", "2", "--temperature", "0.2",
                               "--max-tokens", "64", "--model-seed", "7", "--patient-bias", "self_diagnosis",
@@ -534,9 +540,7 @@ def test_cli_cache_replays_a_whole_run_without_calling_the_models(fake_models, t
     doctor = FakeChatModel([doctor_script] * 100, name="fake-doctor")
     patient = FakeChatModel(default="I've had a cough for five days, doctor.", name="fake-patient")
     specs = fake_models(doctor=doctor, patient=patient)
-    cases = tmp_path / "cases"
-    cases.mkdir()
-    (cases / "case.yaml").write_text(yaml.safe_dump(MINIMAL), encoding="utf-8")
+    cases = write_case_folder(tmp_path)
     args = ["run", "--scenarios", str(cases), "--doctor", specs["doctor"], "--patient", specs["patient"],
             "--cache", str(tmp_path / "replay.sqlite"), "--out", str(tmp_path / "runs")]
     first = cli.invoke(app, [*args, "--run-id", "one"])
@@ -551,9 +555,7 @@ def test_cli_cache_replays_a_whole_run_without_calling_the_models(fake_models, t
 
 
 def test_scripted_agents_record_biases_as_not_applied(tmp_path):
-    cases = tmp_path / "cases"
-    cases.mkdir()
-    (cases / "case.yaml").write_text(yaml.safe_dump(MINIMAL), encoding="utf-8")
+    cases = write_case_folder(tmp_path)
     config, _ = resolve_config({"scenarios": [str(cases)], "doctor": "random", "patient_bias": ["recency"],
                                 "doctor_bias": ["status_quo"], "episodes": 1})
     folder, summary = run_session(config, out=tmp_path / "runs", run_id="r")
