@@ -1,20 +1,62 @@
-"""The registry of the doctor's expert tools, by name (filled by the tools that register)."""
+"""The registry of the doctor's expert tools, by name, and the one way to call them."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import time
+from typing import Any
 
+from pydantic import ValidationError
 
-class Tool(Protocol):
-    name: str
-    description: str
-
-    async def __call__(self, arguments: dict[str, Any], context: Any) -> Any: ...
-
+from agentclinic.tools.base import Tool, ToolArgumentError, ToolContext, ToolError, ToolResult
 
 TOOLS: dict[str, Tool] = {}
 
 
 def register_tool(tool: Tool) -> Tool:
+    """Add a tool (an instance) to the registry under its name; returns it."""
     TOOLS[tool.name] = tool
     return tool
+
+
+def get_tool(name: str) -> Tool:
+    tool = TOOLS.get(name)
+    if tool is None:
+        raise ToolError(f"unknown tool {name!r}; available: {', '.join(sorted(TOOLS)) or 'none'}")
+    return tool
+
+
+def tool_functions() -> list[dict]:
+    """The registered tools as OpenAI-style function tools (name, description, JSON-schema parameters)."""
+    functions = []
+    for name in sorted(TOOLS):
+        tool = TOOLS[name]
+        schema = tool.Arguments.model_json_schema()
+        schema.pop("title", None)
+        functions.append({"type": "function", "function": {
+            "name": name, "description": tool.description, "parameters": schema}})
+    return functions
+
+
+def parse_arguments(tool: Tool, arguments: dict[str, Any]) -> Any:
+    try:
+        return tool.Arguments.model_validate(arguments)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
+        raise ToolArgumentError(f"invalid arguments for {tool.name}: {problems}") from exc
+
+
+async def call_tool(name: str, arguments: dict[str, Any], context: ToolContext | None = None) -> tuple[ToolResult, float]:
+    """Validate the arguments and run the tool; returns the result and the seconds it took.
+
+    Raises ``ToolArgumentError`` for bad arguments and ``ToolError`` for anything the tool could not do
+    (other exceptions from a tool are wrapped in ``ToolError`` with their type)."""
+    tool = get_tool(name)
+    parsed = parse_arguments(tool, arguments)
+    started = time.perf_counter()
+    try:
+        result = await tool.run(parsed, context or ToolContext())
+    except ToolError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a broken tool is an error observation, not a crash
+        raise ToolError(f"{name} failed: {type(exc).__name__}: {exc}") from exc
+    return result, time.perf_counter() - started

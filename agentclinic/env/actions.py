@@ -150,8 +150,9 @@ def tool_call_to_action(name: str, arguments: str | dict) -> Action:
     return parse_action({"type": name, **arguments})
 
 
-def action_tools() -> list[dict]:
-    """The actions as OpenAI-style function tools (name, description, JSON-schema parameters)."""
+def action_tools(expert_tools: bool = False) -> list[dict]:
+    """The actions as OpenAI-style function tools (name, description, JSON-schema parameters); with
+    ``expert_tools``, each registered expert tool too, under its own name (a call becomes ``CallTool``)."""
     tools = []
     for model in ACTION_TYPES:
         schema = model.model_json_schema()
@@ -162,4 +163,8 @@ def action_tools() -> list[dict]:
         tools.append({"type": "function", "function": {
             "name": model.model_fields["type"].default, "description": model.__doc__.strip(),
             "parameters": schema}})
+    if expert_tools:
+        from agentclinic.tools import tool_functions
+
+        tools += tool_functions()
     return tools

@@ -29,9 +29,10 @@ from agentclinic.scenario.loaders import source_of
 from agentclinic.scenario.prices import PriceTable, price_table
 from agentclinic.scenario.schema import Image, Scenario
 
+from agentclinic.tools import ToolArgumentError, ToolContext, ToolError, call_tool
+
 ImagePolicy = Literal["on-request", "upfront"]
 IMAGE_POLICIES = ("on-request", "upfront")
-from agentclinic.tools.registry import TOOLS
 
 
 @dataclass
@@ -48,7 +49,8 @@ class Clinic:
 
     def __init__(self, patient: Patient, measurement: Measurement, judge: Judge,
                  budget: Budget | None = None, prices: PriceTable | None = None,
-                 image_policy: ImagePolicy = "on-request", patient_biases: list[str] | None = None):
+                 image_policy: ImagePolicy = "on-request", patient_biases: list[str] | None = None,
+                 tool_model=None):
         if image_policy not in IMAGE_POLICIES:
             raise ConfigError(f"unknown image policy {image_policy!r}; expected one of: {', '.join(IMAGE_POLICIES)}")
         self.patient, self.measurement, self.judge = patient, measurement, judge
@@ -56,11 +58,14 @@ class Clinic:
         self.prices = prices or price_table()
         self.image_policy = image_policy
         self.patient_biases = list(patient_biases or [])  # configured; recorded as ignored by agents without biases
+        self.tool_model = tool_model  # a ChatModel for model-backed tools (the report checker), or None
         self.scenario: Scenario | None = None
         self.upfront_images: list[dict] = []
+        self.out_dir: Path | None = None
 
-    def reset(self, scenario: Scenario, seed: int | None = None) -> tuple[str, dict]:
-        self.scenario, self.seed = scenario, seed
+    def reset(self, scenario: Scenario, seed: int | None = None, out_dir: Path | None = None) -> tuple[str, dict]:
+        """Start an episode; ``out_dir`` is where tools write their files (overlays), a temporary folder if None."""
+        self.scenario, self.seed, self.out_dir = scenario, seed, out_dir
         self.patient.reset(scenario, seed)
         self.measurement.reset(scenario, seed)
         self.ledger = Ledger(budget=self.budget, price_table=self.prices.version)
@@ -201,18 +206,41 @@ class Clinic:
             event.images.extend(infos)
             return self._image_lines(images, infos), 0.0, False
         if isinstance(action, CallTool):
-            tool = TOOLS.get(action.name)
-            if tool is None:
-                raise ActionError(f"unknown tool {action.name!r}; available: {', '.join(sorted(TOOLS)) or 'none'}")
-            if over := self.ledger.over_budget_if(tool_calls=1):
-                self.truncated_by = over
-                return f"Tool {action.name}: not run, the tool call budget is used up", 0.0, False
-            self.ledger.charge_tool(action.name)
-            result = await tool(action.arguments, self)
-            event.tool = {"name": action.name, "arguments": action.arguments, "result": str(result)}
-            return f"Tool {action.name}: {result}", 0.0, False
+            return await self._call_tool(action, event), 0.0, False
         assert isinstance(action, Diagnose)
         self.diagnosis = action
         self.verdict = await self.judge.judge(action.primary, self.scenario)
         self.outcome = "correct" if self.verdict.correct else "incorrect"
         return f"Diagnosis recorded: {action.primary}", float(self.verdict.correct), True
+
+    def tool_context(self) -> ToolContext:
+        """What a tool sees: the case's images (local paths, masks), the results received so far."""
+        base = Path(source_of(self.scenario).path).parent if source_of(self.scenario) is not None else None
+        images = {}
+        for image in self.scenario.images:
+            info = self.image_info(image)
+            if image.mask:
+                try:
+                    info["mask"] = str(resolve_asset(image.mask, base))
+                except ScenarioError:
+                    pass
+            images[image.id] = info
+        reports = {f["name"]: f["result"] for e in self.events for f in e.findings if f.get("available") and f.get("name")}
+        return ToolContext(scenario=self.scenario, images=images, reports=reports, out_dir=self.out_dir,
+                           model=self.tool_model)
+
+    async def _call_tool(self, action: CallTool, event: Event) -> str:
+        """Run an expert tool; its call, arguments, result or error and time go into ``event.tool``."""
+        event.tool = {"name": action.name, "arguments": action.arguments}
+        if over := self.ledger.over_budget_if(tool_calls=1):
+            self.truncated_by = over
+            event.tool["error"] = f"not run: the {over.replace('_', ' ')} budget is used up"
+            return f"Tool {action.name}: not run, the {over.replace('_', ' ')} budget is used up"
+        try:
+            self.ledger.charge_tool(action.name)
+            result, seconds = await call_tool(action.name, action.arguments, self.tool_context())
+        except ToolError as exc:
+            event.tool |= {"error": str(exc), "invalid_arguments": isinstance(exc, ToolArgumentError)}
+            raise ActionError(str(exc)) from exc
+        event.tool |= {"text": result.text, "data": result.data, "images": result.images, "seconds": round(seconds, 4)}
+        return f"Tool {action.name}: {result.text}"

@@ -19,7 +19,7 @@ class Event(BaseModel):
     disclosed: list[str] = Field(default_factory=list)
     findings: list[dict] = Field(default_factory=list)
     images: list[dict] = Field(default_factory=list)
-    tool: dict | None = None
+    tool: dict | None = None  # name, arguments, text, data, images, seconds, error, invalid_arguments
     model_calls: list[dict] = Field(default_factory=list)  # every model call this turn (doctor's included)
     error: str | None = None
     ledger: dict = Field(default_factory=dict)
@@ -56,4 +56,7 @@ class EpisodeRecord(BaseModel):
     completion_tokens: int = 0
     model_seconds: float = 0.0
     error: str | None = None
+    tool_metrics: dict[str, Any] = Field(default_factory=dict)  # calls per tool, invalid arguments, errors, ...
+    scores: dict[str, Any] = Field(default_factory=dict)  # diagnosis verdicts, dialogue axes, composite reward
+    patient_ratings: dict[str, Any] | None = None  # simulated patient-reported ratings (LLM patients)
     extra: dict[str, Any] = Field(default_factory=dict)

@@ -8,6 +8,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 
 from agentclinic.agents.base import Doctor
 from agentclinic.backends.base import CALL_LOG
@@ -56,10 +57,33 @@ def reset_doctor(doctor: Doctor, brief: str, seed: int | None, scenario: Scenari
     return None
 
 
+def tool_metrics(events: Sequence, relevant_tools: Sequence[str]) -> dict:
+    """How the doctor used its tools: calls per tool, calls with invalid arguments, errors, and whether
+    each tool the case calls for was used before the diagnosis (None when the case names none)."""
+    calls: dict[str, int] = {}
+    invalid = errors = 0
+    used_before: set[str] = set()
+    for event in events:
+        tool = event.tool
+        if tool:
+            calls[tool["name"]] = calls.get(tool["name"], 0) + 1
+            invalid += bool(tool.get("invalid_arguments"))
+            errors += bool(tool.get("error")) and not tool.get("invalid_arguments")
+            if not tool.get("error"):
+                used_before.add(tool["name"])
+        if event.action and event.action.get("type") == "diagnose":
+            break
+    return {"calls": dict(sorted(calls.items())), "total": sum(calls.values()), "invalid_arguments": invalid,
+            "errors": errors, "relevant": list(relevant_tools),
+            "relevant_used": all(t in used_before for t in relevant_tools) if relevant_tools else None}
+
+
 async def play_episode(clinic: Clinic, doctor: Doctor, scenario: Scenario, *, seed: int | None,
                        run_id: str = "", episode: int = 0, doctor_name: str = "",
-                       doctor_biases: Sequence[str] = ()) -> EpisodeRecord:
+                       doctor_biases: Sequence[str] = (), out_dir: Path | None = None) -> EpisodeRecord:
     """Play one episode to its end; any failure is recorded in the result, never raised.
+
+    ``out_dir`` is where the episode's tools write files (overlays); a temporary folder when None.
 
     The images that come with an observation (``info["images"]``: with the brief under the
     'upfront' policy, after a request otherwise) are passed to ``doctor.act(observation, images=...)``.
@@ -69,7 +93,7 @@ async def play_episode(clinic: Clinic, doctor: Doctor, scenario: Scenario, *, se
     error = None
     extra: dict = {}
     try:
-        observation, info = clinic.reset(scenario, seed)
+        observation, info = clinic.reset(scenario, seed, out_dir=out_dir)
         biases = {"patient": clinic.bias_record() if hasattr(clinic, "bias_record") else None,
                   "doctor": reset_doctor(doctor, observation, seed, scenario, doctor_biases)}
         if any(biases.values()):
@@ -113,7 +137,8 @@ async def play_episode(clinic: Clinic, doctor: Doctor, scenario: Scenario, *, se
         doctor_seconds=round(doctor_seconds, 4), error=error,
         prompt_tokens=sum(c["usage"]["prompt_tokens"] for c in calls),
         completion_tokens=sum(c["usage"]["completion_tokens"] for c in calls),
-        model_seconds=round(sum(c["latency_s"] for c in calls), 4), extra=extra)
+        model_seconds=round(sum(c["latency_s"] for c in calls), 4), extra=extra,
+        tool_metrics=tool_metrics(getattr(clinic, "events", []), scenario.relevant_tools))
 
 
 async def run_episodes(plan: list[tuple[int, Scenario, int]], make_clinic: Callable[[], Clinic],
@@ -133,7 +158,8 @@ async def run_episodes(plan: list[tuple[int, Scenario, int]], make_clinic: Calla
         while not queue.empty():
             episode, scenario, seed = queue.get_nowait()
             record = await play_episode(clinic, doctor, scenario, seed=seed, run_id=run_id, episode=episode,
-                                        doctor_name=doctor_name, doctor_biases=doctor_biases)
+                                        doctor_name=doctor_name, doctor_biases=doctor_biases,
+                                        out_dir=writer.folder / "artifacts" / f"episode-{episode:05d}")
             writer.append(record)
             if on_done:
                 on_done(record)

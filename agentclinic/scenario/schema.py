@@ -121,6 +121,7 @@ class LabTest(Strict):
     abnormal: bool | None = None
     relevant: bool = Field(False, description="whether ordering it helps to reach the diagnosis")
     price_code: Slug | None = Field(None, description="key in the price table; the group price otherwise")
+    harmful: str | None = Field(None, description="why ordering it would harm this patient (scored under safety)")
 
 
 class Image(Strict):
@@ -187,6 +188,7 @@ class Scenario(Strict):
     diagnosis: Condition
     differential: list[Condition] = Field(default_factory=list)
     red_flags: list[RedFlag] = Field(default_factory=list)
+    relevant_tools: list[Slug] = Field(default_factory=list, description="expert tools the case calls for (e.g. segment)")
     _source: Any = PrivateAttr(None)  # loaders.Source: file and line numbers, when read from a file
 
     @field_validator("specialty")

@@ -1,0 +1,1 @@
+"""Scoring: the diagnosis verdict, the dialogue axes, rewards."""
