@@ -182,6 +182,64 @@ def run(
     console.print(f"records: {folder / 'episodes.jsonl'}")
 
 
+@app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="run folders (runs/<run-id>); several are compared")],
+    html: Annotated[Optional[Path], typer.Option("--html", help="HTML page to write "
+                                                 "(default: <first run>/report.html)")] = None,
+    no_html: Annotated[bool, typer.Option("--no-html", help="print the tables only")] = False,
+) -> None:
+    """Print tables for one or more runs and write a self-contained HTML report with plots."""
+    from agentclinic.runs.report import load_runs, print_report, run_stats
+
+    try:
+        loaded = load_runs(runs)
+    except AgentClinicError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    stats = [run_stats(r) for r in loaded]
+    print_report(stats, console)
+    if not no_html:
+        from agentclinic.runs.report_html import write_html
+
+        path = write_html(loaded, stats, html or loaded[0].folder / "report.html")
+        console.print(f"report: {path}")
+
+
+judge_app = typer.Typer(help="Diagnosis judge tools.", no_args_is_help=True)
+app.add_typer(judge_app, name="judge")
+
+
+@judge_app.command("audit")
+def judge_audit(
+    judge: Annotated[str, typer.Option("--judge", help="judge spec: scripted (rules), openai/... or hf/...")
+                     ] = "scripted",
+    pairs: Annotated[Optional[Path], typer.Option("--pairs", help="labelled pairs (default: the bundled "
+                                                  "agentclinic/scoring/judge_audit.yaml)")] = None,
+    cache: Annotated[Optional[Path], typer.Option(help="replay cache (SQLite) for a model judge")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Measure a judge against hand-labelled diagnosis pairs: accuracy, Cohen's kappa, disagreements."""
+    from agentclinic.agents.llm_factory import make_judge
+    from agentclinic.scoring.audit import AUDIT_FILE, audit, load_pairs, print_audit
+
+    try:
+        labelled = load_pairs(pairs or AUDIT_FILE)
+        result = audit(make_judge(judge, cache=cache), labelled, name="rule" if judge == "scripted" else judge)
+    except AgentClinicError as exc:
+        _fail(exc)
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    else:
+        print_audit(result, console)
+
+
+from agentclinic.cli_tools import kb_app, tool_command  # noqa: E402
+
+app.add_typer(kb_app, name="kb")
+app.command("tool")(tool_command)
+
+
 def main() -> None:
     app()
 

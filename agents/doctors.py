@@ -26,8 +26,9 @@ import numpy as np
 
 from agentclinic.agents.base import Doctor
 from agentclinic.agents.embeddings import Embedder, default_embedder, tokens
-from agentclinic.env.actions import Action, Ask, Diagnose, Examine, OrderTests, RequestImage
+from agentclinic.env.actions import Action, Ask, CallTool, Diagnose, Examine, OrderTests, RequestImage
 from agentclinic.knowledge import Disease, knowledge_base
+from agentclinic.tools import TOOLS
 
 DEFAULT_MAX_TURNS = 20  # AgentClinic's default turn budget
 
@@ -85,6 +86,17 @@ HEADER = re.compile(r"^\s*(?:patient|examination|test results|images|doctor)\s*:
 SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 MALE = re.compile(r"\b(?:man|male|boy|gentleman|he|his|him)\b", re.I)
 FEMALE = re.compile(r"\b(?:woman|female|girl|lady|she|her|pregnant)\b", re.I)
+
+# Expert tools: images are requested when the brief mentions them and segmented; radiology reports
+# (FINDINGS / IMPRESSION) are checked; before the diagnosis the positive findings are looked up with the
+# retrieval tool, whose ranking is fused with the knowledge-base ranking.
+IMAGE_HINT = re.compile(r"\b(?:images?|imaging|photo(?:graph)?s?|pictures?|scans?|films?|radiographs?)\b", re.I)
+REPORT = re.compile(r"\b(?:FINDINGS|IMPRESSION)\s*:")
+RETRIEVAL_HIT = re.compile(r"^\s*\d+\.\s+(?P<name>.+?)(?:\s+\((?P<code>[A-Z][0-9][0-9A-Z.]*)\))?,\s+score\b", re.M)
+RETRIEVAL_WEIGHT = 0.1  # fused score: own score / the leader's + RETRIEVAL_WEIGHT / (1 + rank in the retrieval)
+RETRIEVAL_K = 10
+QUERY_CHARS = 900  # the retrieval query: the positive findings, most telling first, up to this length
+SEGMENT_WEIGHT = 0.3  # a segmentation's measurements count as weak evidence
 
 TOP_K_ITEMS = 4  # a disease's clinical score: its k best one-to-one matches of items to statements
 SIMILAR_ITEM = {True: 0.75, False: 0.5}  # items this similar count as the same finding (model, lexical)
@@ -400,7 +412,9 @@ class ScriptedDoctor:
 
     def __init__(self, *, embedder: Embedder | None = None, diseases: Sequence[Disease] | None = None,
                  max_questions: int = 13, max_turns: int = DEFAULT_MAX_TURNS, max_tests: int = 4,
-                 hypotheses: int = 3, test_rounds: int = 2, targeted_questions: int = 2, differential: int = 3):
+                 hypotheses: int = 3, test_rounds: int = 2, targeted_questions: int = 2, differential: int = 3,
+                 use_tools: bool = True, max_segments: int = 1, max_report_checks: int = 1,
+                 retrieval_weight: float = RETRIEVAL_WEIGHT):
         if max_turns < 2:
             raise ValueError("max_turns must be at least 2")
         self._embedder = embedder
@@ -412,6 +426,10 @@ class ScriptedDoctor:
         self.test_rounds = max(0, test_rounds)
         self.targeted_questions = max(0, targeted_questions)
         self.differential = max(0, differential)
+        self.use_tools = bool(use_tools)
+        self.max_segments = max(0, max_segments)
+        self.max_report_checks = max(0, max_report_checks)
+        self.retrieval_weight = max(0.0, float(retrieval_weight))
         self.reset("")
 
     # -- set-up ----------------------------------------------------------------------------
@@ -444,7 +462,9 @@ class ScriptedDoctor:
         self.pending: list[str] = []  # the tests of the last order, to pair with their results
         self.sex = self._sex(self.brief)
         last = self.max_turns - 1  # the diagnosis comes at this turn at the latest
+        self.wants_images = self.use_tools and bool(IMAGE_HINT.search(self.brief))
         reserve = 1 + 1 + self.test_rounds + self.targeted_questions  # examine, tests, targeted, diagnose
+        reserve += 2 if self.wants_images else 0  # request the images, segment one
         room = max(last - reserve, 1 if last > 1 else 0)  # at least the greeting, when a turn is free
         n_questions = min(self.max_questions, len(HISTORY_QUESTIONS), room)
         chosen = sorted(HISTORY_QUESTIONS)[:n_questions]
@@ -457,6 +477,15 @@ class ScriptedDoctor:
         self.ordered: dict[str, str] = {}  # normalised test name -> name as ordered
         self.leader_before_tests: str | None = None
         self.plan: list[Action] = []  # the actions taken, for inspection
+        self.awaiting_tool: str | None = None  # the expert tool the last action called
+        self.tool_log: list[dict] = []  # per call: turn, tool, arguments, and the result text or the error
+        self.images_requested = False
+        self.images_seen: list[str] = []  # ids of the images received (with a local file)
+        self.to_segment: list[str] = []
+        self.reports: list[str] = []  # received radiology reports (test names) not checked yet
+        self.checked_reports = 0
+        self.retrieve_called = False
+        self.retrieved: list[Disease] | None = None  # the retrieval tool's ranking, in knowledge-base diseases
         self.last_ranking: Ranking | None = None
         if self.brief:
             self._absorb(self.brief)
@@ -469,16 +498,23 @@ class ScriptedDoctor:
     # -- acting ----------------------------------------------------------------------------
 
     async def act(self, observation: str, images: list[dict] | None = None) -> Action:
-        self.turn += 1  # images are ignored: the image reports arrive in the observation text
+        self.turn += 1  # image reports arrive in the observation text; image files are only segmented
+        self._note_images(images)
         if observation and not (self.turn == 1 and observation.strip() == self.brief.strip()):
-            self._absorb(observation)
+            if not self._absorb_tool(observation):
+                self._absorb(observation)
         action = self._decide()
+        self.awaiting_tool = action.name if isinstance(action, CallTool) else None
+        if isinstance(action, CallTool):
+            self.tool_log.append({"turn": self.turn, "tool": action.name, "arguments": dict(action.arguments)})
         self.plan.append(action)
         return action
 
     def _decide(self) -> Action:
         last = self.max_turns - 1
         if self.turn >= last:
+            if self.turn < self.max_turns and self._can_retrieve():  # the spare last turn: look up, then diagnose
+                return self._retrieve()
             return self._diagnose()
         self.topic = None
         if self.questions:
@@ -487,6 +523,12 @@ class ScriptedDoctor:
         if not self.examined:
             self.examined = True
             return Examine()
+        if self.use_tools and self.wants_images and not self.images_requested and not self.images_seen:
+            self.images_requested = True
+            return RequestImage()
+        if self.to_segment and len([t for t in self.tool_log if t["tool"] == "segment"]) < self.max_segments \
+                and self._has_tool("segment"):
+            return CallTool(name="segment", arguments={"image_id": self.to_segment.pop(0)})
         turns_left = last - self.turn  # turns after this one before the diagnosis must come
         if self.targeted_left and turns_left >= 2:  # leave a turn for the tests
             self.targeted_left -= 1
@@ -508,7 +550,97 @@ class ScriptedDoctor:
                     self.pending = list(tests)
                     return OrderTests(tests=tests)
             self.rounds_done = self.test_rounds
+        if self.reports and self.checked_reports < self.max_report_checks and self._has_tool("check_report"):
+            self.checked_reports += 1
+            return CallTool(name="check_report", arguments={"test": self.reports.pop(0)})
+        if self._can_retrieve():
+            return self._retrieve()
         return self._diagnose()
+
+    # -- expert tools ----------------------------------------------------------------------
+
+    def _has_tool(self, name: str) -> bool:
+        return self.use_tools and name in TOOLS
+
+    def _note_images(self, images: list[dict] | None) -> None:
+        for image in images or ():
+            image_id = str(image.get("id"))
+            if image.get("available", True) and image.get("path") and image_id not in self.images_seen:
+                self.images_seen.append(image_id)
+                self.to_segment.append(image_id)
+
+    def _absorb_tool(self, observation: str) -> bool:
+        """Fold the answer of the expert tool just called into the log (and the reasoning); False when the
+        last action called no tool. A tool that failed is logged and the doctor carries on without it."""
+        name, self.awaiting_tool = self.awaiting_tool, None
+        if name is None:
+            return False
+        self.observations.append(observation)
+        entry = self.tool_log[-1] if self.tool_log else {"tool": name}
+        text = observation.strip()
+        prefix = f"Tool {name}:"
+        if not text.startswith(prefix):
+            entry["error"] = text
+            return True
+        result = text[len(prefix):].split("\nThe consultation is over", 1)[0].strip()
+        entry["text"] = result
+        if name == "retrieve":
+            self.retrieved = self._retrieval_ranking(result)
+            entry["hits"] = [d.name for d in self.retrieved]
+        elif name == "segment":
+            for chunk in chunks_of(result):
+                if not is_negative(chunk):
+                    self.clinical.append(chunk)
+                    self.weights.append(SEGMENT_WEIGHT)
+        return True
+
+    def _can_retrieve(self) -> bool:
+        return not self.retrieve_called and bool(self.clinical or self.results) and self._has_tool("retrieve")
+
+    def _retrieve(self) -> CallTool:
+        self.retrieve_called = True
+        return CallTool(name="retrieve", arguments={"query": self.retrieval_query(), "k": RETRIEVAL_K})
+
+    def retrieval_query(self) -> str:
+        """The positive findings, most telling first: what the patient and the examination said (full-weight
+        topics), then the abnormal results, then the rest (history, risk factors), up to ``QUERY_CHARS``."""
+        strong = [s for s, w in zip(self.clinical, self.weights) if w >= 1.0]
+        weak = [s for s, w in zip(self.clinical, self.weights) if w < 1.0]
+        parts, size = [], 0
+        for text in dict.fromkeys(strong + [r for _, r in self.results] + weak):
+            text = " ".join(text.split())
+            if size + len(text) > QUERY_CHARS and parts:
+                break
+            parts.append(text)
+            size += len(text) + 2
+        return "; ".join(parts)[:QUERY_CHARS]
+
+    def _retrieval_ranking(self, text: str) -> list[Disease]:
+        """The knowledge-base diseases in the retrieval tool's ranked list (by name, alias or ICD-10 code)."""
+        by_name = {}
+        by_code = {}
+        for disease in self.diseases:
+            for name in (disease.name, *disease.aliases):
+                by_name.setdefault(test_key(name), disease)
+            by_code.setdefault(disease.icd10.upper(), disease)
+        ranked: list[Disease] = []
+        for match in RETRIEVAL_HIT.finditer(text):
+            disease = by_name.get(test_key(match.group("name"))) or by_code.get((match.group("code") or "").upper())
+            if disease is not None and disease not in ranked:
+                ranked.append(disease)
+        return ranked
+
+    def _fused(self, ranking: Ranking) -> Ranking:
+        """The knowledge-base ranking with the retrieval ranking folded in: each disease scores its own score
+        over the leader's plus ``retrieval_weight / (1 + its rank in the retrieval)``."""
+        if not self.retrieved or not ranking.scores or ranking.scores[0] <= 0 or not self.retrieval_weight:
+            return ranking
+        top = ranking.scores[0]
+        place = {d.id: r for r, d in enumerate(self.retrieved)}
+        fused = [s / top + (self.retrieval_weight / (1 + place[d.id]) if d.id in place else 0.0)
+                 for d, s in zip(ranking.diseases, ranking.scores)]
+        order = sorted(range(len(fused)), key=lambda i: (-round(fused[i], 6), i))
+        return Ranking([ranking.diseases[i] for i in order], [fused[i] * top for i in order])
 
     def _absorb(self, observation: str) -> None:
         self.observations.append(observation)
@@ -534,6 +666,8 @@ class ScriptedDoctor:
             name, colon, value = line.partition(":")
             if not colon:
                 name, value = "", line
+            if colon and self.use_tools and REPORT.search(value) and name.strip() not in self.reports:
+                self.reports.append(name.strip())  # a radiology report, by the name it came back under
             value = interpret_result(value)
             if not value:
                 continue
@@ -639,7 +773,7 @@ class ScriptedDoctor:
         return chosen
 
     def _diagnose(self) -> Diagnose:
-        ranking = self.rank()
+        ranking = self._fused(self.rank())
         top = ranking.scores[:5]
         weights = np.exp((np.array(top) - top[0]) / CONFIDENCE_TEMPERATURE)
         confidence = float(np.clip(weights[0] / weights.sum(), 0.05, 0.95))

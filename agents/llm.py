@@ -9,7 +9,9 @@ record. Prompts are template files in ``agents/prompts/`` (``string.Template``; 
   the diagnosis never enter the prompt) in a private system brief with disclosure rules; keeps
   the conversation; each reply is scrubbed of the diagnosis under any name, and the facts it
   states are found by comparing its sentences with the fact texts (sentence embeddings, or the
-  scripted patient's lexical score without a model) -> ``PatientReply.disclosed``.
+  scripted patient's lexical score without a model) -> ``PatientReply.disclosed``. After the
+  episode ``rate()`` asks it, in character, to rate the doctor 1-10 (confidence, compliance,
+  consult again), recorded as simulated.
 * ``LLMMeasurement``: looks up exactly what was asked with ``ScriptedMeasurement`` (unknown ->
   not available, no model call), then asks the model only to phrase that result; it never sees
   the diagnosis. A phrasing with a number the source lacks, a diagnosis name, or no text falls
@@ -146,6 +148,11 @@ _VERBOSITY = {"terse": "You keep your answers very short.",
               "talkative": "You like to talk and add small personal details, but no new medical facts."}
 
 
+RATINGS_SCHEMA = {"type": "object", "properties": {
+    **{k: {"type": "integer", "minimum": 1, "maximum": 10} for k in ("confidence", "compliance", "consult_again")},
+    "comment": {"type": "string"}}, "required": ["confidence", "compliance", "consult_again"]}
+
+
 class LLMPatient:
     """A patient played by a language model, with controlled disclosure (see the module doc)."""
 
@@ -241,6 +248,26 @@ class LLMPatient:
                 self._disclosed.add(fact_id)
                 self.disclosures.append((turn, fact_id))
         return PatientReply(text=text, disclosed=said)
+
+    async def rate(self) -> dict:
+        """After the consultation: the patient's ratings of the doctor, 1-10 (confidence, compliance,
+        consult_again), asked in character over the whole conversation (prompt ``patient_ratings``).
+        Marked ``simulated`` with the model's name; a reply without readable ratings gives None values
+        and the reason."""
+        from agentclinic.scoring.ratings import RATING_KEYS, parse_ratings
+
+        if self.scenario is None:
+            raise RuntimeError("LLMPatient.rate called before reset(scenario)")
+        messages = [self.system, *(m for segment in self.segments for m in segment),
+                    Message(role="user", content=render_prompt("patient_ratings"))]
+        result = await call_model(self.model, messages, self.settings, role="patient_ratings",
+                                  json_schema=RATINGS_SCHEMA)
+        parsed = parse_ratings(result.text)
+        base = {"simulated": True, "model": self.model.name}
+        if parsed is None:
+            snippet = " ".join((result.text or "").split())[:160]
+            return base | {k: None for k in RATING_KEYS} | {"error": f"the reply had no readable ratings: {snippet!r}"}
+        return base | parsed
 
     def disclosed_in(self, text: str) -> list[str]:
         """The facts (ids) a reply states: each sentence against each fact's text and sentences."""

@@ -3,7 +3,9 @@
 A role spec is a model spec plus, in its query, options for the *agent* (taken out before the
 model is loaded, so the backend never sees them):
 
-* doctor: ``mode=text|tools`` (default text), ``history=N`` (keep the brief and the last N turns);
+* doctor: ``mode=text|tools`` (default text) for ``LLMDoctor``, ``mode=graph|graph-text`` for the LangGraph
+  ``GraphDoctor`` (function calling with the expert tools, or the text protocol only) with ``retries=N``
+  (rejected replies fed back per turn); ``history=N`` (keep the brief and the last N turns);
 * patient: ``history=N``.
 
 The doctor may also be ``scripted``, ``random`` or ``human`` (with ``name:key=value`` options).
@@ -26,9 +28,10 @@ from agentclinic.env.ledger import Budget
 from agentclinic.errors import ConfigError
 
 ROLES = ("doctor", "patient", "measurement", "judge")
-AGENT_OPTIONS: dict[str, tuple[str, ...]] = {"doctor": ("mode", "history"), "patient": ("history",),
+AGENT_OPTIONS: dict[str, tuple[str, ...]] = {"doctor": ("mode", "history", "retries"), "patient": ("history",),
                                              "measurement": (), "judge": ()}
 NON_MODEL_DOCTORS = ("scripted", "random", "human")
+DOCTOR_MODES = ("text", "tools", "graph", "graph-text")
 
 
 class RoleSpec(BaseModel):
@@ -73,8 +76,13 @@ def parse_role_spec(role: str, spec: str) -> RoleSpec:
     ours = {k: v for k, v in model.options.items() if k in AGENT_OPTIONS[role]}
     if "mode" in model.options and role != "doctor":
         raise ConfigError(f"--{role} {text!r}: 'mode' is an option of the doctor only")
-    if ours.get("mode", "text") not in ("text", "tools"):
-        raise ConfigError(f"--{role} {text!r}: mode={ours['mode']!r}; expected mode=text or mode=tools")
+    if ours.get("mode", "text") not in DOCTOR_MODES:
+        raise ConfigError(f"--{role} {text!r}: mode={ours['mode']!r}; expected mode=text or mode=tools (LLM doctor), "
+                          "or mode=graph or mode=graph-text (LangGraph doctor)")
+    if "retries" in ours and not ours.get("mode", "").startswith("graph"):
+        raise ConfigError(f"--{role} {text!r}: retries is an option of the graph doctor (mode=graph or graph-text)")
+    if "retries" in ours and not ours["retries"].isdigit():
+        raise ConfigError(f"--{role} {text!r}: retries={ours['retries']!r}; expected a whole number >= 0")
     if "history" in ours:
         try:
             if int(ours["history"]) < 0:
@@ -150,10 +158,17 @@ def make_judge(spec: str = "scripted", settings: Settings | None = None, *, cach
 
 def make_model_doctor(spec: str, settings: Settings | None = None, *, max_turns: int = 20,
                       cache: str | Path | None = None):
-    """An ``LLMDoctor`` from a model spec (``?mode=text|tools``, ``?history=N``)."""
+    """An ``LLMDoctor`` from a model spec (``?mode=text|tools``, ``?history=N``), or with ``?mode=graph`` /
+    ``?mode=graph-text`` (and ``&retries=N``) the LangGraph ``GraphDoctor``."""
     parsed = parse_role_spec("doctor", spec)
     if parsed.kind != "model":
         raise ConfigError(f"--doctor {spec!r} is not a model spec")
+    if parsed.mode.startswith("graph"):
+        from agentclinic.agents.langgraph_doctor import GraphDoctor
+
+        retries = {"retries": int(parsed.options["retries"])} if "retries" in parsed.options else {}
+        return GraphDoctor(role_model(parsed.model, cache), settings, mode="text" if parsed.mode == "graph-text"
+                           else "tools", max_turns=max_turns, history=parsed.history, name=parsed.text, **retries)
     from agentclinic.agents.llm import LLMDoctor
 
     return LLMDoctor(role_model(parsed.model, cache), settings, mode=parsed.mode, max_turns=max_turns,

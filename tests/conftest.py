@@ -111,3 +111,21 @@ def nejm_file(tmp_path: Path) -> Path:
     path = tmp_path / "nejm.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in NEJM_ROWS) + "\n", encoding="utf-8")
     return path
+
+
+def write_case_with_image(tmp_path: Path, remote: bool = False):
+    """A one-image case (an 8x8 PNG beside it, plus a remote image with ``remote``), loaded."""
+    from PIL import Image
+
+    from agentclinic.scenario import load_scenarios
+
+    folder = tmp_path / "case"
+    folder.mkdir()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(folder / "cxr.png")
+    data = copy.deepcopy(MINIMAL)
+    data["images"] = [{"id": "cxr", "asset": "cxr.png", "modality": "X-ray",
+                       "description": "Right lower lobe opacity."}]
+    if remote:
+        data["images"].append({"id": "web", "asset": "https://example.org/x.jpg", "modality": "photo"})
+    (folder / "case.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    return load_scenarios(folder / "case.yaml").scenarios[0]

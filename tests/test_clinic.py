@@ -35,7 +35,8 @@ def test_golden_episode():
     assert ecg.observation == f"Test results:\n- 12-lead ECG: {STEMI.tests[0].result}"
     assert "not available" in odd.observation and odd.info["ledger"]["tests"] == 1
     assert bad.observation.startswith("Error:") and bad.info["error"] and bad.info["ledger"]["turns"] == 5
-    assert dx.terminated and not dx.truncated and dx.reward == 1.0
+    assert dx.terminated and not dx.truncated and dx.info["axes"]["diagnosis"] == 1.0
+    assert dx.reward == dx.info["composite"] >= 0.6  # the weighted composite of every axis; diagnosis dominates
     assert dx.info["verdict"]["level"] in ("exact", "synonym") and dx.info["outcome"] == "correct"
     assert clinic.ledger.cost == 16 and [e.turn for e in clinic.events] == [1, 2, 3, 4, 5, 6]
     assert ("1", "chest-pain") not in clinic.disclosed and (1, "chest-pain") in clinic.disclosed
@@ -48,7 +49,8 @@ def test_wrong_diagnosis_scores_zero():
     clinic = scripted_clinic()
     clinic.reset(STEMI)
     [result] = play(clinic, ["DIAGNOSIS READY: Migraine"])
-    assert result.terminated and result.reward == 0.0 and result.info["outcome"] == "incorrect"
+    assert result.terminated and result.info["axes"]["diagnosis"] == 0.0 and result.info["outcome"] == "incorrect"
+    assert result.reward == result.info["composite"] <= 0.4  # only the other axes' weight is left
 
 
 def test_turn_budget_truncates_with_no_diagnosis():
@@ -57,7 +59,8 @@ def test_turn_budget_truncates_with_no_diagnosis():
     results = play(clinic, ["Any fever?", "Any cough?", "Any rash?"])
     assert [r.truncated for r in results] == [False, False, True]
     assert results[-1].info["outcome"] == "no-diagnosis" and results[-1].info["truncated_by"] == "turns"
-    assert not results[-1].terminated and results[-1].reward == 0.0
+    assert not results[-1].terminated and results[-1].info["axes"]["diagnosis"] == 0.0
+    assert results[-1].reward == results[-1].info["composite"] <= 0.4 and results[0].reward == 0.0
 
 
 def test_test_and_money_budgets_truncate():

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+from pathlib import Path
 
 import pytest
 
-from agentclinic.env.actions import ACTION_TYPES, Ask, Diagnose, Examine, OrderTests, parse_action
+from agentclinic.env.actions import ACTION_TYPES, Ask, CallTool, Diagnose, Examine, OrderTests, parse_action
 from agentclinic.agents.base import Doctor
 from agentclinic.agents.doctors import (
     GREETING, HISTORY_QUESTIONS, HumanDoctor, RandomDoctor, ScriptedDoctor, chunks_of, is_negative, make_doctor)
@@ -17,13 +18,21 @@ from agentclinic.knowledge import knowledge_base
 LEXICAL = Embedder(None)  # fast and deterministic; the model is exercised in the slow test
 
 
+@pytest.fixture(autouse=True)
+def no_expert_tools(monkeypatch):
+    """The knowledge-base reasoning is tested without expert tools (whatever is registered); the tests of
+    the scripted doctor's tool use give it their own."""
+    monkeypatch.setattr("agentclinic.agents.doctors.TOOLS", {})
+
+
 class FakeClinic:
     """Answers each action type with canned text, as the real environment words it."""
 
     def __init__(self, brief: str, answers: dict[str, str], exam: list[str], results: dict[str, str],
-                 default_answer: str = "No, nothing like that.", max_turns: int = 20):
+                 default_answer: str = "No, nothing like that.", max_turns: int = 20, tools: dict | None = None):
         self.brief, self.answers, self.exam, self.results = brief, answers, exam, results
         self.default_answer, self.max_turns = default_answer, max_turns
+        self.tools = tools or {}  # tool name -> function(arguments) -> result text
         self.actions: list = []
 
     def reply(self, action) -> str:
@@ -37,6 +46,10 @@ class FakeClinic:
             lines = [f"- {name}: {next((v for k, v in self.results.items() if k in name.lower()), 'normal')}"
                      for name in action.tests]
             return "Test results:\n" + "\n".join(lines)
+        if isinstance(action, CallTool):
+            if action.name not in self.tools:
+                return f"Error: unknown tool {action.name!r}"
+            return f"Tool {action.name}: {self.tools[action.name](action.arguments)}"
         return "Error: this case has no images"
 
     async def play(self, doctor, seed: int | None = 0):
@@ -213,6 +226,149 @@ def test_observation_parsing():
     assert is_negative("No fever.") and is_negative("I don't smoke") and is_negative("Troponin: normal")
     assert not is_negative("Serum urate: 0.62 mmol/L (normal range 0.2-0.42), high")
     assert not is_negative("My big toe is swollen")
+
+
+# ------------------------------------------------------------------ scripted doctor: expert tools
+
+RETRIEVAL = ("1. Pseudogout (M11.20), score 0.74 [kb]: Calcium pyrophosphate crystals in a large joint.\n"
+             "2. Gout (M10.9), score 0.70 [kb]: Urate crystals in the big toe.\n"
+             "3. Unknown thing (Z99.9), score 0.52 [icd10]: not in the knowledge base.\n"
+             "4. Septic arthritis (M00.9), score 0.50 [kb]: A hot swollen joint with fever.")
+
+
+def retrieval_clinic(queries: list | None = None, **kwargs) -> FakeClinic:
+    def retrieve(arguments):
+        if queries is not None:
+            queries.append(arguments)
+        return RETRIEVAL
+    return gout_clinic(tools={"retrieve": retrieve}, **kwargs)
+
+
+def test_scripted_doctor_looks_up_its_findings_before_diagnosing(monkeypatch):
+    monkeypatch.setattr("agentclinic.agents.doctors.TOOLS", {"retrieve": object()})
+    queries: list = []
+    clinic = retrieval_clinic(queries)
+    doctor = ScriptedDoctor(embedder=LEXICAL)
+    diagnosis = play(clinic, doctor)
+    kinds = [type(a).__name__ for a in clinic.actions]
+    assert kinds[-2:] == ["CallTool", "Diagnose"] and kinds.count("CallTool") == 1 and len(kinds) <= 20
+    query = queries[0]["query"]
+    assert clinic.actions[-2] == CallTool(name="retrieve", arguments={"query": query, "k": 10})
+    assert "big toe" in query and "nothing like that" not in query and len(query) <= 900
+    assert query.index("big toe") < query.index("urate")  # what the patient said first, then the results
+    assert [d.name for d in doctor.retrieved] == ["Pseudogout", "Gout", "Septic arthritis"]
+    assert doctor.tool_log == [{"turn": len(kinds) - 1, "tool": "retrieve", "arguments": {"query": query, "k": 10},
+                                "text": RETRIEVAL, "hits": ["Pseudogout", "Gout", "Septic arthritis"]}]
+    assert diagnosis.primary == "Gout"  # a small weight: the retrieval does not overturn a clear leader
+
+
+@pytest.mark.parametrize("weight, primary", [(0.0, "Gout"), (5.0, "Pseudogout")])
+def test_the_retrieval_ranking_is_fused_with_the_knowledge_base_ranking(monkeypatch, weight, primary):
+    monkeypatch.setattr("agentclinic.agents.doctors.TOOLS", {"retrieve": object()})
+    doctor = ScriptedDoctor(embedder=LEXICAL, retrieval_weight=weight)
+    diagnosis = play(retrieval_clinic(), doctor)
+    assert diagnosis.primary == primary and primary not in diagnosis.differential
+    assert doctor.last_ranking.diseases[0].name == "Gout"  # the knowledge-base ranking itself is unchanged
+
+
+@pytest.mark.parametrize("max_turns", [2, 3, 5, 8, 20])
+def test_the_lookup_fits_the_turn_budget(monkeypatch, max_turns):
+    monkeypatch.setattr("agentclinic.agents.doctors.TOOLS", {"retrieve": object()})
+    clinic = retrieval_clinic(max_turns=max_turns)
+    diagnosis = play(clinic, ScriptedDoctor(embedder=LEXICAL, max_turns=max_turns))
+    assert isinstance(diagnosis, Diagnose) and len(clinic.actions) <= max_turns
+    assert isinstance(clinic.actions[-2], CallTool) and clinic.actions[-2].name == "retrieve"
+
+
+def test_without_the_tool_or_when_it_fails_the_doctor_carries_on(monkeypatch):
+    plain = gout_clinic()
+    play(plain, ScriptedDoctor(embedder=LEXICAL))  # nothing registered: no tool calls at all
+    assert not any(isinstance(a, CallTool) for a in plain.actions)
+    monkeypatch.setattr("agentclinic.agents.doctors.TOOLS", {"retrieve": object()})
+    broken = gout_clinic()  # the tool is registered but the clinic answers with an error
+    doctor = ScriptedDoctor(embedder=LEXICAL)
+    diagnosis = play(broken, doctor)
+    assert diagnosis.primary == "Gout" and doctor.retrieved is None
+    assert doctor.tool_log[-1]["error"].startswith("Error: unknown tool")
+    assert [a.model_dump() for a in broken.actions[:-2]] == [a.model_dump() for a in plain.actions[:-1]]
+    assert play(gout_clinic(), ScriptedDoctor(embedder=LEXICAL, use_tools=False)) == diagnosis
+
+
+def _tool_case(tmp_path, image: bool = True):
+    """The minimal pneumonia case with a CT-like image (a dark oval on grey) and its X-ray as a radiology report."""
+    import copy
+
+    import numpy as np
+    import yaml
+    from PIL import Image
+
+    from conftest import MINIMAL
+    from agentclinic.scenario import load_scenarios
+
+    data = copy.deepcopy(MINIMAL)
+    data["doctor_brief"] = "A 40-year-old woman with a cough. Review her images, assess and diagnose."
+    data["tests"][0]["result"] = ("FINDINGS: Dense consolidation in the right lower lobe with air bronchograms. "
+                                  "No pleural effusion. IMPRESSION: Right lower lobe consolidation.")
+    if image:
+        pixels = np.full((64, 64), 160, np.uint8)
+        yy, xx = np.mgrid[:64, :64]
+        pixels[((yy - 30) / 9) ** 2 + ((xx - 34) / 12) ** 2 <= 1] = 40
+        Image.fromarray(pixels).save(tmp_path / "chest.png")
+        data["images"] = [{"id": "chest", "asset": "chest.png", "modality": "CT", "description": "Axial slice."}]
+    (tmp_path / "case.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    return load_scenarios(tmp_path / "case.yaml").scenarios[0]
+
+
+def _real_clinic(**kwargs):
+    from agentclinic.agents.judge import RuleJudge
+    from agentclinic.agents.measurement import ScriptedMeasurement
+    from agentclinic.agents.patient import ScriptedPatient
+    from agentclinic.env.clinic import Clinic
+
+    return Clinic(ScriptedPatient(embedder=LEXICAL), ScriptedMeasurement(), RuleJudge(embedder=LEXICAL), **kwargs)
+
+
+@pytest.mark.parametrize("policy", ["on-request", "upfront"])
+def test_scripted_doctor_segments_the_images_and_checks_the_reports(monkeypatch, tmp_path, policy):
+    import agentclinic.tools.report_check  # noqa: F401  (registers check_report)
+    import agentclinic.tools.segmentation  # noqa: F401  (registers segment)
+    from agentclinic.runs.runner import play_episode
+    from agentclinic.tools import TOOLS
+
+    monkeypatch.setattr("agentclinic.agents.doctors.TOOLS", {k: TOOLS[k] for k in ("segment", "check_report")})
+    case = _tool_case(tmp_path)
+    doctor = ScriptedDoctor(embedder=LEXICAL, max_questions=4)
+    record = asyncio.run(play_episode(_real_clinic(image_policy=policy), doctor, case, seed=0, out_dir=tmp_path / "out"))
+    assert record.error is None and record.outcome == "correct"
+    kinds = [e.action["type"] for e in record.events]
+    assert kinds.count("request_image") == (1 if policy == "on-request" else 0)
+    tools = [e.tool for e in record.events if e.tool]
+    assert [t["name"] for t in tools] == ["segment", "check_report"] and not any(t.get("error") for t in tools)
+    segment, check = tools
+    assert segment["arguments"] == {"image_id": "chest"} and segment["data"]["mode"] == "automatic"
+    assert segment["data"]["area_px"] > 100 and Path(segment["data"]["overlay_path"]).is_file()
+    assert check["arguments"] == {"test": "Chest X-ray"} and "suspected error" in check["text"]
+    assert record.tool_metrics["calls"] == {"check_report": 1, "segment": 1}
+    assert [t["tool"] for t in doctor.tool_log] == ["segment", "check_report"] and doctor.tool_log[0]["text"]
+    assert any(s.startswith("Segmented chest") for s in doctor.clinical)  # folded in as weak evidence
+
+
+def test_scripted_doctor_records_retrieve_calls_with_the_real_tool(monkeypatch, tmp_path):
+    import agentclinic.tools.retrieval  # noqa: F401  (registers retrieve)
+    from agentclinic.runs.runner import play_episode
+    from agentclinic.tools import TOOLS
+
+    monkeypatch.setattr("agentclinic.agents.doctors.TOOLS", {"retrieve": TOOLS["retrieve"]})
+    case = _tool_case(tmp_path, image=False)
+    doctor = ScriptedDoctor(embedder=LEXICAL, max_questions=4)
+    record = asyncio.run(play_episode(_real_clinic(), doctor, case, seed=0))
+    assert record.error is None and record.outcome == "correct"
+    event = next(e for e in record.events if e.tool)
+    assert event.tool["name"] == "retrieve" and event.turn == record.turns - 1 and not event.tool.get("error")
+    hits = [h["disease"] for h in event.tool["data"]["hits"]]
+    assert "Community-acquired pneumonia" in hits[:3]
+    assert [d.name for d in doctor.retrieved][:1] == [h for h in hits if h in {d.name for d in knowledge_base()}][:1]
+    assert record.tool_metrics["calls"] == {"retrieve": 1}
 
 
 # --------------------------------------------------------------------------------- random doctor

@@ -264,6 +264,30 @@ def test_tiny_llava_answers_a_message_with_an_image(tiny_llava_dir):
 
 
 @pytest.mark.slow
+def test_an_image_capable_hf_doctor_sees_the_case_image_in_an_episode(tiny_llava_dir, tmp_path):
+    """End to end through the environment: the upfront image reaches the in-process LLaVA, the record shows
+    what was sent, and its reply is what the environment acted on."""
+    from agentclinic.agents.llm import LLMDoctor
+    from agentclinic.env.gym import scripted_clinic
+    from agentclinic.env.ledger import Budget
+    from agentclinic.runs.runner import play_episode
+    from conftest import write_case_with_image
+
+    case = write_case_with_image(tmp_path)
+    model = load_model(f"hf/{tiny_llava_dir}")
+    doctor = LLMDoctor(model, settings=Settings(max_tokens=6))
+    clinic = scripted_clinic(Budget(turns=2), image_policy="upfront")
+    record = asyncio.run(play_episode(clinic, doctor, case, seed=0))
+    assert record.error is None and record.turns == 2 and record.outcome == "no-diagnosis"
+    first = record.events[0]
+    [call] = [c for c in first.model_calls if c["role"] == "doctor"]
+    assert {"type": "image", "source": "cxr: cxr.png"} in call["messages"][1]["content"]
+    assert model.weights.last_inputs["pixel_values"] == (1, 3, IMAGE_SIZE, IMAGE_SIZE)  # the pixels reached it
+    assert first.doctor == call["reply"]  # the model's reply is what the environment parsed
+    assert first.action is not None or first.error
+
+
+@pytest.mark.slow
 def test_tiny_llava_batches_image_requests(tiny_llava_dir):
     model = load_model(f"hf/{tiny_llava_dir}")
     colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]

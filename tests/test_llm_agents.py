@@ -32,7 +32,7 @@ from agentclinic.runs.session import RunConfig, resolve_config, run_session
 from agentclinic.scenario import load_scenarios
 from agentclinic.scenario.schema import Scenario
 
-from conftest import MINIMAL
+from conftest import MINIMAL, write_case_with_image
 
 LEXICAL = Embedder(None)
 cli = CliRunner()
@@ -282,21 +282,6 @@ def test_doctor_mode_is_checked():
         LLMDoctor(FakeChatModel(), mode="json")
 
 
-def write_case_with_image(tmp_path: Path, remote: bool = False) -> Scenario:
-    from PIL import Image
-
-    folder = tmp_path / "case"
-    folder.mkdir()
-    Image.new("RGB", (8, 8), (200, 10, 10)).save(folder / "cxr.png")
-    data = copy.deepcopy(MINIMAL)
-    data["images"] = [{"id": "cxr", "asset": "cxr.png", "modality": "X-ray",
-                       "description": "Right lower lobe opacity."}]
-    if remote:
-        data["images"].append({"id": "web", "asset": "https://example.org/x.jpg", "modality": "photo"})
-    (folder / "case.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
-    return load_scenarios(folder / "case.yaml").scenarios[0]
-
-
 def test_images_reach_an_image_capable_doctor_and_the_record_names_them(tmp_path):
     case = write_case_with_image(tmp_path, remote=True)
     model = FakeChatModel(["REQUEST IMAGES", "DIAGNOSIS READY: pneumonia"], supports_images=True)
@@ -519,7 +504,9 @@ def test_whole_run_with_llm_doctor_and_patient_records_model_calls(fake_models, 
         for call in calls:
             assert call["messages"] and call["usage"]["prompt_tokens"] > 0 and call["usage"]["completion_tokens"] > 0
             assert call["latency_s"] > 0 and call["settings"]["max_tokens"] == 64 and call["settings"]["seed"] == 7
-        assert record["prompt_tokens"] == sum(c["usage"]["prompt_tokens"] for c in calls)
+        rating_calls = record["patient_ratings"]["model_calls"]  # the LLM patient rates the doctor afterwards
+        assert [c["role"] for c in rating_calls] == ["patient_ratings"] and record["patient_ratings"]["simulated"]
+        assert record["prompt_tokens"] == sum(c["usage"]["prompt_tokens"] for c in calls + rating_calls)
         assert record["model_seconds"] > 0
         assert record["events"][0]["disclosed"] == ["cough"]
         biases = record["extra"]["biases"]
@@ -546,7 +533,7 @@ def test_cli_cache_replays_a_whole_run_without_calling_the_models(fake_models, t
     first = cli.invoke(app, [*args, "--run-id", "one"])
     assert first.exit_code == 0, first.output
     calls = (len(doctor.calls), len(patient.calls))
-    assert calls == (3, 1)
+    assert calls == (3, 2)  # the patient: one reply and its ratings after the consultation
     second = cli.invoke(app, [*args, "--run-id", "two"])
     assert second.exit_code == 0, second.output
     assert (len(doctor.calls), len(patient.calls)) == calls  # every reply came from the cache

@@ -6,3 +6,5 @@ from agentclinic.tools.registry import TOOLS, call_tool, get_tool, register_tool
 
 __all__ = ["TOOLS", "Tool", "ToolArgumentError", "ToolArguments", "ToolContext", "ToolError", "ToolResult",
            "call_tool", "get_tool", "register_tool", "tool_functions"]
+
+from agentclinic.tools import report_check, retrieval, segmentation  # noqa: E402,F401  (they register on import)

@@ -8,6 +8,11 @@ resolved relative to the scenario file; None when unavailable), ``available`` an
 unavailable, ``reason`` (remote assets, missing files). The image policy decides when they come:
 ``on-request`` (default: when the doctor requests them) or ``upfront`` (all of them with the
 brief, in ``reset``'s info, the brief listing them; requesting them later still works).
+
+Reward: 0 on every step but the last; when the episode ends (a diagnosis, or a budget used up)
+it is scored on every axis (``agentclinic.scoring``) and the reward is the weighted composite
+(``weights``). The final ``info`` has ``axes`` (axis -> value in [0, 1] or None), ``composite``
+and ``scores`` (the evidence), so RL code can weight the axes itself.
 """
 
 from __future__ import annotations
@@ -28,11 +33,44 @@ from agentclinic.scenario.assets import check_asset, resolve_asset
 from agentclinic.scenario.loaders import source_of
 from agentclinic.scenario.prices import PriceTable, price_table
 from agentclinic.scenario.schema import Image, Scenario
+from agentclinic.scoring.rewards import ScoreWeights, score_episode
+from agentclinic.scoring.state import EpisodeState
 
 from agentclinic.tools import ToolArgumentError, ToolContext, ToolError, call_tool
 
 ImagePolicy = Literal["on-request", "upfront"]
 IMAGE_POLICIES = ("on-request", "upfront")
+
+
+def scenario_folder(scenario: Scenario | None) -> Path | None:
+    """The folder of the file a scenario was read from (asset paths are relative to it)."""
+    source = source_of(scenario) if scenario is not None else None
+    return Path(source.path).parent if source is not None else None
+
+
+def image_info(image: Image, base: Path | None) -> dict:
+    """An image as the doctor receives it: id, modality, asset, local path (None when unavailable), and
+    ``available``, or the ``reason`` it is not."""
+    info = {"id": image.id, "modality": image.modality, "asset": image.asset, "path": None, "available": False}
+    try:
+        path = resolve_asset(image.asset, base)
+    except ScenarioError as exc:
+        return info | {"reason": exc.message}
+    problem = check_asset(image.asset, base)
+    if problem is not None:
+        return info | {"reason": problem}
+    return info | {"path": str(path), "available": True}
+
+
+def tool_context(scenario: Scenario, reports: dict[str, str], out_dir: Path | None = None, model=None) -> ToolContext:
+    """A tool context for a case: its images (with ground-truth mask paths) and the given results."""
+    base = scenario_folder(scenario)
+    images = {}
+    for image in scenario.images:
+        images[image.id] = image_info(image, base)
+        if image.mask and check_asset(image.mask, base) is None:
+            images[image.id]["mask"] = str(resolve_asset(image.mask, base))
+    return ToolContext(scenario=scenario, images=images, reports=reports, out_dir=out_dir, model=model)
 
 
 @dataclass
@@ -50,7 +88,7 @@ class Clinic:
     def __init__(self, patient: Patient, measurement: Measurement, judge: Judge,
                  budget: Budget | None = None, prices: PriceTable | None = None,
                  image_policy: ImagePolicy = "on-request", patient_biases: list[str] | None = None,
-                 tool_model=None):
+                 tool_model=None, weights: ScoreWeights | dict | str | None = None, rubric_model=None):
         if image_policy not in IMAGE_POLICIES:
             raise ConfigError(f"unknown image policy {image_policy!r}; expected one of: {', '.join(IMAGE_POLICIES)}")
         self.patient, self.measurement, self.judge = patient, measurement, judge
@@ -59,6 +97,9 @@ class Clinic:
         self.image_policy = image_policy
         self.patient_biases = list(patient_biases or [])  # configured; recorded as ignored by agents without biases
         self.tool_model = tool_model  # a ChatModel for model-backed tools (the report checker), or None
+        self.weights = ScoreWeights.parse(weights)  # the composite reward's axis weights
+        self.rubric_model = rubric_model  # grades communication; None: the judge's model, if it has one
+        self.scores: dict | None = None
         self.scenario: Scenario | None = None
         self.upfront_images: list[dict] = []
         self.out_dir: Path | None = None
@@ -75,6 +116,7 @@ class Clinic:
         self.truncated_by: str | None = None
         self.diagnosis: Diagnose | None = None
         self.verdict: Verdict | None = None
+        self.scores = None
         self.disclosed: list[tuple[int, str]] = []
         brief = scenario.doctor_brief
         if any(image.remote for image in scenario.images):
@@ -89,17 +131,7 @@ class Clinic:
 
     def image_info(self, image: Image) -> dict:
         """An image of the case as the doctor receives it: id, modality, asset, local path, availability."""
-        info = {"id": image.id, "modality": image.modality, "asset": image.asset, "path": None, "available": False}
-        source = source_of(self.scenario) if self.scenario is not None else None
-        base = Path(source.path).parent if source is not None else None
-        try:
-            path = resolve_asset(image.asset, base)
-        except ScenarioError as exc:
-            return info | {"reason": exc.message}
-        problem = check_asset(image.asset, base)
-        if problem is not None:
-            return info | {"reason": problem}
-        return info | {"path": str(path), "available": True}
+        return image_info(image, scenario_folder(self.scenario))
 
     @staticmethod
     def _image_lines(images: list[Image], infos: list[dict]) -> str:
@@ -129,7 +161,9 @@ class Clinic:
                 "action": event.action["type"] if event and event.action else None,
                 "error": event.error if event else None,
                 "verdict": self.verdict.model_dump() if self.verdict else None,
-                "images": list(event.images) if event else []}
+                "images": list(event.images) if event else [],
+                **({"axes": dict(self.scores["axes"]), "composite": self.scores["composite"], "scores": self.scores}
+                   if self.scores is not None and event is not None else {})}
 
     async def step(self, message: str | dict | Action, doctor_ms: float = 0.0,
                    doctor_calls: list[dict] | None = None) -> StepResult:
@@ -167,7 +201,24 @@ class Clinic:
         event.env_ms = (time.perf_counter() - started) * 1000
         event.doctor_ms = doctor_ms
         self.events.append(event)
+        if self.done:
+            reward = await self._finish(calls)
+            event.env_ms = (time.perf_counter() - started) * 1000
         return StepResult(event.observation, reward, terminated, truncated, self._info(event))
+
+    async def _finish(self, calls: list[dict]) -> float:
+        """Score the ended episode (every axis and the composite, ``self.scores``); the composite is the
+        terminal reward. A grading model's calls go into the last event's ``calls``."""
+        model = self.rubric_model or getattr(self.judge, "model", None)
+        settings = getattr(self.judge, "settings", None) if self.rubric_model is None else None
+        token = CALL_LOG.set(calls)
+        try:
+            self.scores = await score_episode(self.scenario, EpisodeState.from_clinic(self), self.weights,
+                                              rule_judge=self.judge, prices=self.prices, rubric_model=model,
+                                              rubric_settings=settings)
+        finally:
+            CALL_LOG.reset(token)
+        return self.scores["composite"]
 
     async def _apply(self, action: Action, event: Event) -> tuple[str, float, bool]:
         turn = self.ledger.turns
@@ -214,20 +265,9 @@ class Clinic:
         return f"Diagnosis recorded: {action.primary}", float(self.verdict.correct), True
 
     def tool_context(self) -> ToolContext:
-        """What a tool sees: the case's images (local paths, masks), the results received so far."""
-        base = Path(source_of(self.scenario).path).parent if source_of(self.scenario) is not None else None
-        images = {}
-        for image in self.scenario.images:
-            info = self.image_info(image)
-            if image.mask:
-                try:
-                    info["mask"] = str(resolve_asset(image.mask, base))
-                except ScenarioError:
-                    pass
-            images[image.id] = info
+        """What a tool sees: the case's images (local paths, masks) and the results received so far."""
         reports = {f["name"]: f["result"] for e in self.events for f in e.findings if f.get("available") and f.get("name")}
-        return ToolContext(scenario=self.scenario, images=images, reports=reports, out_dir=self.out_dir,
-                           model=self.tool_model)
+        return tool_context(self.scenario, reports, out_dir=self.out_dir, model=self.tool_model)
 
     async def _call_tool(self, action: CallTool, event: Event) -> str:
         """Run an expert tool; its call, arguments, result or error and time go into ``event.tool``."""

@@ -4,7 +4,14 @@ Observations and actions are text (``gymnasium.spaces.Text``); observations are 
 the space's charset (accents and symbols such as ``°`` or ``µ`` spelled in ASCII) and cut
 to its length, so ``check_env`` holds. ``info`` carries the ledger, the parsed action type,
 errors, the images that came with the step (local paths; see ``agentclinic.env.clinic``) and, at
-the end, the judge's verdict. Reward: 1 for a correct diagnosis, else 0.
+the end, the judge's verdict and the scores.
+
+Reward: 0 until the episode ends; then the weighted composite of every scoring axis
+(``weights=``, default ``agentclinic.scoring.DEFAULT_WEIGHTS``; diagnosis dominates). The final
+``info`` carries ``axes`` (every axis, value in [0, 1] or None), ``composite`` and ``scores``
+(the evidence). ``RewardWeights(env, weights)`` re-weights the terminal reward from ``info``;
+``RewardWeights(env, {"diagnosis": 1})`` gives the plain 1 / 0 for a correct / wrong diagnosis
+(0.5 narrower, 0.25 broader).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from agentclinic.env.clinic import Clinic
 from agentclinic.env.ledger import Budget
 from agentclinic.scenario.loaders import BANK_DIR, ScenarioSet, load_scenarios
 from agentclinic.scenario.schema import Scenario
+from agentclinic.scoring.rewards import ScoreWeights, composite
 
 CHARSET = string.ascii_letters + string.digits + string.punctuation + " \n"
 MAX_OBSERVATION = 8192
@@ -65,7 +73,8 @@ class ClinicEnv(gym.Env):
 
     def __init__(self, scenarios: str | Path | list[Scenario] | ScenarioSet | None = None,
                  max_turns: int = 20, budget: Budget | None = None, clinic: Clinic | None = None,
-                 render_mode: str | None = None, image_policy: str = "on-request"):
+                 render_mode: str | None = None, image_policy: str = "on-request",
+                 weights: ScoreWeights | dict | str | None = None):
         if isinstance(scenarios, (str, Path)) or scenarios is None:
             scenarios = load_scenarios(scenarios or BANK_DIR)
         self.scenarios = list(scenarios)
@@ -73,6 +82,8 @@ class ClinicEnv(gym.Env):
             raise ValueError("ClinicEnv needs at least one scenario")
         self.by_id = {s.id: s for s in self.scenarios}
         self.clinic = clinic or scripted_clinic(budget or Budget(turns=max_turns), image_policy=image_policy)
+        if weights is not None:
+            self.clinic.weights = ScoreWeights.parse(weights)
         self.observation_space = spaces.Text(MAX_OBSERVATION, min_length=1, charset=CHARSET)
         self.action_space = spaces.Text(MAX_ACTION, min_length=1, charset=CHARSET)
         self.render_mode = render_mode
@@ -106,3 +117,20 @@ class ClinicEnv(gym.Env):
     def close(self):
         if not self._loop.is_closed():
             self._loop.close()
+
+
+class RewardWeights(gym.Wrapper):
+    """Recomputes the terminal reward as the composite of ``info["axes"]`` under ``weights``
+    (a ``ScoreWeights``, a mapping, or text such as ``"diagnosis=0.8,coverage=0.2"``; axes left
+    out weigh 0). Other steps' rewards pass through; ``info["reweighted"]`` holds the new reward."""
+
+    def __init__(self, env: gym.Env, weights: ScoreWeights | dict | str):
+        super().__init__(env)
+        self.weights = ScoreWeights.parse(weights)
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        if (terminated or truncated) and info.get("axes") is not None:
+            reward = composite(info["axes"], self.weights)
+            info = {**info, "reweighted": reward}
+        return observation, reward, terminated, truncated, info

@@ -119,7 +119,9 @@ async def play_episode(clinic: Clinic, doctor: Doctor, scenario: Scenario, *, se
     except Exception as exc:  # noqa: BLE001 - a failed episode is recorded and the run goes on
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
     ledger = getattr(clinic, "ledger", None)
-    calls = [c for e in getattr(clinic, "events", []) for c in e.model_calls]
+    scores = getattr(clinic, "scores", None) if error is None else None
+    ratings, rating_calls = await collect_ratings(getattr(clinic, "patient", None)) if error is None else (None, [])
+    calls = [c for e in getattr(clinic, "events", []) for c in e.model_calls] + rating_calls
     verdict = clinic.verdict if error is None else None
     diagnosis = getattr(clinic, "diagnosis", None)
     return EpisodeRecord(
@@ -129,7 +131,7 @@ async def play_episode(clinic: Clinic, doctor: Doctor, scenario: Scenario, *, se
         diagnosis=diagnosis.primary if diagnosis else None,
         differential=diagnosis.differential if diagnosis else [],
         verdict=verdict.model_dump() if verdict else None,
-        reward=float(bool(verdict and verdict.correct)), correct=bool(verdict and verdict.correct),
+        reward=float(scores["composite"]) if scores else 0.0, correct=bool(verdict and verdict.correct),
         turns=ledger.turns if ledger else 0, tests=ledger.tests if ledger else 0,
         tool_calls=ledger.tool_calls if ledger else 0, cost=ledger.cost if ledger else 0.0,
         disclosed=list(getattr(clinic, "disclosed", [])), events=list(getattr(clinic, "events", [])),
@@ -138,7 +140,27 @@ async def play_episode(clinic: Clinic, doctor: Doctor, scenario: Scenario, *, se
         prompt_tokens=sum(c["usage"]["prompt_tokens"] for c in calls),
         completion_tokens=sum(c["usage"]["completion_tokens"] for c in calls),
         model_seconds=round(sum(c["latency_s"] for c in calls), 4), extra=extra,
-        tool_metrics=tool_metrics(getattr(clinic, "events", []), scenario.relevant_tools))
+        tool_metrics=tool_metrics(getattr(clinic, "events", []), scenario.relevant_tools),
+        scores=scores or {}, patient_ratings=ratings)
+
+
+async def collect_ratings(patient) -> tuple[dict | None, list[dict]]:
+    """The patient's post-consultation ratings (None for patients that give none, e.g. scripted) and the
+    model calls they took; a failure is recorded in the ratings, never raised."""
+    from agentclinic.scoring.ratings import patient_ratings
+
+    calls: list[dict] = []
+    token = CALL_LOG.set(calls)
+    try:
+        ratings = await patient_ratings(patient)
+    except Exception as exc:  # noqa: BLE001 - the episode is already played; keep it
+        model = getattr(getattr(patient, "model", None), "name", None)
+        ratings = {"simulated": True, "model": model, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        CALL_LOG.reset(token)
+    if ratings is not None and calls:
+        ratings = ratings | {"model_calls": calls}
+    return ratings, calls
 
 
 async def run_episodes(plan: list[tuple[int, Scenario, int]], make_clinic: Callable[[], Clinic],

@@ -7,6 +7,8 @@ Configuration comes from three layers, later ones winning: the defaults, a TOML 
 own decoding settings (``temperature``, ``max_tokens``, ``model_seed``, ``top_p``, ``timeout_s``).
 A role may also be given as a plain string (``doctor = "openai/..."``). Unknown keys are errors.
 Relative paths in the file (``scenarios``, ``cache``, ``out``) are relative to the file.
+The score axes' weights (the composite reward) come from a ``[weights]`` table or a flag such as
+``"diagnosis=0.8,coverage=0.2"`` (axes left out weigh 0; none given: the defaults, docs/scoring.md).
 
 Decoding settings are the same for every role unless the file sets per-role values; a decoding
 flag on the command line (``--temperature``, ``--max-tokens``, ``--model-seed``) sets that value
@@ -33,6 +35,7 @@ from agentclinic.runs.runner import run_episodes
 from agentclinic.runs.writer import RunWriter
 from agentclinic.scenario.loaders import BANK_DIR, load_scenarios
 from agentclinic.scenario.schema import Strict
+from agentclinic.scoring.rewards import ScoreWeights
 
 ROLES = ("doctor", "patient", "measurement", "judge")
 DECODING = ("temperature", "max_tokens", "model_seed", "top_p", "timeout_s")
@@ -58,6 +61,7 @@ class RunConfig(Strict):
     max_turns: int = Field(20, ge=1)
     max_tests: int | None = Field(None, ge=0)
     max_cost: float | None = Field(None, ge=0)
+    weights: ScoreWeights = Field(default_factory=ScoreWeights)  # the composite reward's axis weights
 
     def role_settings(self, role: str) -> Settings:
         return self.settings.get(role) or Settings()
@@ -98,6 +102,7 @@ class FileConfig(Strict):
     max_turns: int | None = None
     max_tests: int | None = None
     max_cost: float | None = None
+    weights: dict[str, float] | str | None = None  # score axis weights: a [weights] table, or "axis=w,..."
     out: str | None = None
     run_id: str | None = None
 
@@ -182,6 +187,7 @@ def resolve_config(flags: dict[str, Any], config_file: str | Path | None = None)
         "doctor_bias": check_biases("doctor", _split(merged.get("doctor_bias"))),
         "image_policy": merged.get("image_policy") or "on-request",
         "cache": str(merged["cache"]) if merged.get("cache") else None, "settings": settings,
+        "weights": ScoreWeights.parse(merged.get("weights")),
         **{k: merged[k] for k in ("episodes", "seed", "concurrency", "max_turns", "max_tests", "max_cost")
            if merged.get(k) is not None},
     }
@@ -219,9 +225,11 @@ class RunFactory:
         from agentclinic.agents.llm_factory import build_clinic
 
         c = self.config
-        return build_clinic(patient=c.patient, measurement=c.measurement, judge=c.judge, settings=c.settings,
-                            patient_bias=c.patient_bias, image_policy=c.image_policy, budget=self.budget,
-                            cache=c.cache)
+        clinic = build_clinic(patient=c.patient, measurement=c.measurement, judge=c.judge, settings=c.settings,
+                              patient_bias=c.patient_bias, image_policy=c.image_policy, budget=self.budget,
+                              cache=c.cache)
+        clinic.weights = c.weights
+        return clinic
 
     def doctor(self):
         from agentclinic.agents.doctors import make_doctor

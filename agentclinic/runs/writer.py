@@ -14,6 +14,7 @@ from pathlib import Path
 
 from agentclinic.errors import ConfigError
 from agentclinic.runs.record import EpisodeRecord
+from agentclinic.scoring.summary import summarise_scores
 
 
 class RunWriter:
@@ -22,7 +23,8 @@ class RunWriter:
         self.episodes_path = self.folder / "episodes.jsonl"
 
     def start(self, config: dict, *, resume: bool) -> set[int]:
-        """Create the run (or check it matches ``config`` on resume); the episodes already done."""
+        """Create the run (or check it matches ``config`` on resume); the episodes already done
+        (failed ones are not: a resumed run plays them again, and the new record supersedes the old)."""
         run_json = self.folder / "run.json"
         if run_json.exists():
             if not resume:
@@ -36,7 +38,7 @@ class RunWriter:
         else:
             self.folder.mkdir(parents=True, exist_ok=True)
             _write_atomic(run_json, json.dumps({"config": config, **environment()}, indent=2))
-        return {r.episode for r in self.records(repair=True)}
+        return {r.episode for r in self.records(repair=True) if r.outcome != "error"}
 
     def append(self, record: EpisodeRecord) -> None:
         line = (record.model_dump_json() + "\n").encode()
@@ -48,7 +50,7 @@ class RunWriter:
             os.close(fd)
 
     def records(self, repair: bool = False) -> list[EpisodeRecord]:
-        """The complete records; with ``repair``, a torn last line is cut off the file."""
+        """The complete records, the latest per episode; with ``repair``, a torn last line is cut off."""
         if not self.episodes_path.exists():
             return []
         data = self.episodes_path.read_bytes()
@@ -56,14 +58,12 @@ class RunWriter:
         if repair and end < len(data):
             with self.episodes_path.open("r+b") as handle:
                 handle.truncate(end)
-        records, seen = [], set()
+        latest: dict[int, EpisodeRecord] = {}  # a replayed episode (after an error) supersedes its record
         for line in data[:end].splitlines():
             if line.strip():
                 record = EpisodeRecord.model_validate_json(line)
-                if record.episode not in seen:
-                    seen.add(record.episode)
-                    records.append(record)
-        return records
+                latest[record.episode] = record
+        return list(latest.values())
 
     def write_summary(self) -> dict:
         summary = summarise(self.records())
@@ -92,6 +92,7 @@ def summarise(records: list[EpisodeRecord]) -> dict:
         "mean_seconds": mean([r.seconds for r in records]),
         "accuracy_by_specialty": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_specialty.items())},
         "match_levels": _count((r.verdict or {}).get("level", "none") for r in ok),
+        **summarise_scores(ok),  # axes means, top-k accuracy, mean composite, patient ratings
     }
 
 

@@ -181,13 +181,15 @@ class ScenarioSet:
 
 
 def scenario_files(path: Path) -> list[Path]:
-    """The scenario files under ``path`` (itself if a file), sorted, README and dotfiles left out."""
+    """The scenario files under ``path`` (itself if a file), sorted; dotfiles, ``_``-prefixed names and
+    ``assets`` folders (images and their metadata) left out."""
     if path.is_file():
         return [path]
     if not path.exists():
         raise ScenarioError("no such file or folder", path=path, code="io")
     return sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()
-                  and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts))
+                  and not any(part.startswith((".", "_")) or part == "assets" for part in p.relative_to(path).parts[:-1])
+                  and not p.name.startswith((".", "_")))
 
 
 def load_scenarios(paths: str | Path | Iterable[str | Path], *, format: str | None = None,

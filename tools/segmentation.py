@@ -1,0 +1,823 @@
+"""The ``segment`` tool: outline a finding on a case image and measure it.
+
+Prompts: a box, a point, both, or neither (automatic mode). Methods:
+
+- ``classical`` (default; scikit-image and scipy on the image's own values, HU for CT, after a
+  Gaussian smoothing of 1 pixel; a CT ``window`` clips the values first):
+  - *point*: adaptive region growing. Start from the seed's level (median of a small disc), flood
+    within three noise deviations, then threshold half-way between the seed level and the median
+    of a ring 2-5 pixels outside the region, keep the part connected to the seed (after a 1-pixel
+    opening that cuts thin bridges; holes filled), and repeat until the region stops changing:
+    the 50 % edge criterion of lesion volumetry. ``tolerance`` instead takes a fixed band
+    around the seed level.
+  - *box*: threshold half-way between the level at the box centre (or at the point) and the
+    median along the box edge (Otsu's threshold inside the box when they do not differ), keep
+    the component at the centre, refine against its own surroundings as in point mode, clip to
+    the box.
+  - *automatic*: seeds are the bright and dark blobs of a multi-scale determinant-of-Hessian
+    detector (strongest first, at most 60), each grown as in point mode within a window of a
+    few blob radii. A candidate must not reach the window's edge, the image border or the dark
+    background outside the patient; must span 3 mm (or 9 pixels) to a fifth of the patient's
+    area; must be compact (solidity >= 0.8) and not a piece cut off a larger structure; on CT its
+    mean must lie between -500 and 200 HU (air, lung and bone are anatomy, not findings, here).
+    The winner has the highest Rose detectability, contrast x sqrt(area) / max(noise, spread of
+    its surroundings), times its solidity, and at least 5: the most conspicuous compact region
+    that differs from a uniform surrounding. Images over 512 pixels are searched at a reduced
+    size and the winner grown again at full size.
+- ``sam``: a SAM / MedSAM checkpoint (transformers format) from the folder in
+  ``AGENTCLINIC_SAM_PATH``, loaded once per process; box and/or point prompts (in automatic mode
+  the classical detector proposes the box); of the masks predicted, the one with the best
+  predicted IoU is kept.
+
+The result gives area (pixels, and mm^2 from the pixel spacing), mean intensity (HU for CT),
+bounding box, centroid, equivalent and axis diameters; it writes the mask and an overlay PNG to
+the context's output folder and, when the image has a ground-truth mask, adds the Dice score to
+``data`` (never to the doctor's text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from agentclinic.tools.base import ToolArgumentError, ToolArguments, ToolContext, ToolError, ToolResult
+from agentclinic.tools.imaging import LoadedImage, auto_window, display_grey, load_image, resolve_window
+from agentclinic.tools.registry import register_tool
+
+SAM_PATH_ENV = "AGENTCLINIC_SAM_PATH"
+SMOOTH_SIGMA = 1.0  # Gaussian smoothing (pixels) before thresholding
+CT_CANDIDATE_HU = (-500.0, 200.0)
+MIN_SOLIDITY = 0.8
+
+
+class SegmentArguments(ToolArguments):
+    image_id: str = Field(description="Id of the case image to segment, as listed with the case's images.")
+    box: list[float] | None = Field(
+        None, min_length=4, max_length=4,
+        description="Box around the finding, [x0, y0, x1, y1] in pixels: x is the column and y the row, "
+                    "counted from the top-left corner; x1 and y1 are exclusive, so the box needs x1 > x0, y1 > y0.")
+    point: list[float] | None = Field(
+        None, min_length=2, max_length=2,
+        description="A pixel inside the finding, [x, y] (column, row from the top-left corner).")
+    method: Literal["classical", "sam"] = Field(
+        "classical", description="'classical' (thresholds and region growing, the default) or 'sam' "
+                                 "(a SAM/MedSAM model, when one is installed).")
+    window: Literal["lung", "soft-tissue", "bone", "brain"] | None = Field(
+        None, description="CT window: values outside it are clipped before segmenting and it is used for "
+                          "the overlay. Default: the file's window, else one chosen from the finding's HU.")
+    tolerance: float | None = Field(
+        None, gt=0, description="Point prompts, classical method: grow over pixels within this many "
+                                "intensity units (HU for CT) of the seed. Default: adaptive half-way threshold.")
+
+
+@dataclass
+class Segmentation:
+    """A mask and how it was obtained."""
+
+    mask: np.ndarray
+    mode: str  # "point", "box", "box+point", "automatic"
+    method: str  # "classical" or "sam"
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- image statistics
+
+
+def _smooth(pixels: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(pixels, SMOOTH_SIGMA)
+
+
+def noise_level(pixels: np.ndarray, where: np.ndarray | None = None, block: int = 5) -> float:
+    """Noise standard deviation: the median deviation within ``block`` x ``block`` tiles (those mostly
+    inside ``where``; edges cross only a minority of tiles), at least 0.2 % of the image's range (so
+    that a noise-free drawing still has a usable scale)."""
+    low, high = np.percentile(pixels, [0.5, 99.5])
+    floor = max(0.002 * float(high - low), 1e-6)
+    rows, cols = (pixels.shape[0] // block) * block, (pixels.shape[1] // block) * block
+    if rows == 0 or cols == 0:
+        return max(float(pixels.std()), floor)
+    tiles = pixels[:rows, :cols].reshape(rows // block, block, cols // block, block)
+    deviation = tiles.std(axis=(1, 3))
+    if where is not None:
+        inside = where[:rows, :cols].reshape(rows // block, block, cols // block, block).mean(axis=(1, 3)) > 0.5
+        if inside.any():
+            deviation = deviation[inside]
+    return max(float(np.median(deviation)), floor)
+
+
+def background_mask(image: LoadedImage, pixels: np.ndarray) -> np.ndarray:
+    """The dark surround outside the patient: low values connected to the image border."""
+    from scipy import ndimage
+
+    if image.is_ct:
+        low = image.pixels < -500.0
+    else:
+        p1, p99 = np.percentile(pixels, [1, 99])
+        low = pixels <= p1 + 0.1 * (p99 - p1)
+    labels, _ = ndimage.label(low)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    border = border[border > 0]
+    return np.isin(labels, border)
+
+
+def _disc_level(smoothed: np.ndarray, row: int, col: int, radius: int) -> float:
+    rows, cols = smoothed.shape
+    r0, r1 = max(0, row - radius), min(rows, row + radius + 1)
+    c0, c1 = max(0, col - radius), min(cols, col + radius + 1)
+    yy, xx = np.ogrid[r0:r1, c0:c1]
+    disc = (yy - row) ** 2 + (xx - col) ** 2 <= radius * radius
+    return float(np.median(smoothed[r0:r1, c0:c1][disc]))
+
+
+def _component_at(binary: np.ndarray, row: int, col: int, info: dict | None = None) -> np.ndarray:
+    """The 4-connected component of ``binary`` holding (row, col) (the nearest one if the seed is off),
+    after a 1-pixel opening when that keeps the seed (cuts thin bridges to neighbours), holes filled.
+    ``info["unopened_px"]`` receives the component's size before the opening."""
+    from scipy import ndimage
+
+    cross = ndimage.generate_binary_structure(2, 1)
+    labels, count = ndimage.label(binary, cross)
+    if count == 0:
+        return np.zeros_like(binary)
+    label = labels[row, col]
+    if label == 0:
+        _, (near_r, near_c) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+        label = labels[near_r[row, col], near_c[row, col]]
+        row, col = int(near_r[row, col]), int(near_c[row, col])
+    component = labels == label
+    rows, cols = np.nonzero(component)
+    if info is not None:
+        info["unopened_px"] = int(rows.size)
+    r0, r1 = max(0, rows.min() - 2), min(binary.shape[0], rows.max() + 3)
+    c0, c1 = max(0, cols.min() - 2), min(binary.shape[1], cols.max() + 3)
+    window = component[r0:r1, c0:c1]
+    opened = ndimage.binary_opening(window, np.ones((3, 3), dtype=bool))
+    if opened[row - r0, col - c0]:
+        sub, _ = ndimage.label(opened, cross)
+        window = sub == sub[row - r0, col - c0]
+    result = np.zeros_like(binary)
+    result[r0:r1, c0:c1] = ndimage.binary_fill_holes(window)
+    return result
+
+
+def _ring(mask: np.ndarray, inner: float, outer: float) -> np.ndarray:
+    """Pixels more than ``inner`` and at most ``outer`` pixels away from ``mask`` (computed in a window)."""
+    from scipy import ndimage
+
+    ring = np.zeros_like(mask)
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        return ring
+    pad = int(math.ceil(outer)) + 1
+    r0, r1 = max(0, rows.min() - pad), min(mask.shape[0], rows.max() + pad + 1)
+    c0, c1 = max(0, cols.min() - pad), min(mask.shape[1], cols.max() + pad + 1)
+    distance = ndimage.distance_transform_edt(~mask[r0:r1, c0:c1])
+    ring[r0:r1, c0:c1] = (distance > inner) & (distance <= outer)
+    return ring
+
+
+def _touches_edge(mask: np.ndarray) -> bool:
+    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+
+
+def refine_half_way(smoothed: np.ndarray, row: int, col: int, level: float, region: np.ndarray, noise: float,
+                    clip: np.ndarray | None = None, outside: float | None = None, max_iterations: int = 8,
+                    stop_at_edge: bool = False) -> tuple[np.ndarray, dict]:
+    """Threshold half-way between ``level`` (the finding's) and its surroundings, keep the component
+    holding (row, col), and repeat until the region stops changing. The surroundings' level is the
+    median of a ring 2-5 pixels outside the region, or ``outside`` (e.g. the box edge's level), whichever
+    differs more from ``level`` on the same side: so a finding with a soft edge does not shrink inwards."""
+    details: dict[str, Any] = {}
+    for iteration in range(max_iterations):
+        if stop_at_edge and _touches_edge(region):
+            details["reached_edge"] = True
+            break
+        ring = _ring(region, 2, 5)
+        if not ring.any():
+            break
+        surround = float(np.median(smoothed[ring]))
+        if outside is not None and (outside - level) * (surround - level) > 0 \
+                and abs(outside - level) >= abs(surround - level):
+            surround = outside
+        outside = surround if outside is None or (outside - level) * (surround - level) > 0 else outside
+        details |= {"surround_level": surround, "iterations": iteration + 1}
+        if abs(level - surround) < 3.0 * noise:
+            details["low_contrast"] = True
+            break
+        threshold = (level + surround) / 2.0
+        binary = smoothed >= threshold if level > surround else smoothed <= threshold
+        if not binary[row, col]:
+            break
+        updated = _component_at(binary, row, col, details)
+        if clip is not None:
+            updated &= clip
+        details |= {"threshold": threshold, "polarity": "brighter" if level > surround else "darker"}
+        if np.array_equal(updated, region):
+            break
+        region = updated
+    return region, details
+
+
+def grow_from_point(smoothed: np.ndarray, row: int, col: int, noise: float,
+                    tolerance: float | None = None, stop_at_edge: bool = False) -> tuple[np.ndarray, dict]:
+    """Region growing from a seed (see the module docstring); returns the mask and details.
+    ``stop_at_edge``: give up (``details["reached_edge"]``) as soon as the region reaches the array's edge."""
+    from skimage.segmentation import flood
+
+    seed = _disc_level(smoothed, row, col, 2)
+    if tolerance is not None:
+        band = np.abs(smoothed - seed) <= tolerance
+        region = _component_at(band, row, col) if band[row, col] else flood(smoothed, (row, col), tolerance=tolerance)
+        return region, {"seed_level": seed, "tolerance": tolerance, "rule": "fixed tolerance"}
+    start, tolerance = _textured_flood(smoothed, row, col, seed, noise, stop_at_edge)
+    if tolerance > 3.0 * noise:  # textured: the finding's level is that of the whole flooded region
+        seed = float(np.median(smoothed[start]))
+    region, details = refine_half_way(smoothed, row, col, seed, start, noise, stop_at_edge=stop_at_edge)
+    return region, {"seed_level": seed, "rule": "half-way threshold", "flood_tolerance": tolerance} | details
+
+
+def _textured_flood(smoothed: np.ndarray, row: int, col: int, seed: float, noise: float,
+                    stop_at_edge: bool, doublings: int = 4) -> tuple[np.ndarray, float]:
+    """Flood from the seed within 3 noise deviations; while the ring just outside still looks like the
+    seed (a textured finding), double the tolerance, up to ``doublings`` times."""
+    from skimage.segmentation import flood
+
+    tolerance = 3.0 * noise
+    region = flood(smoothed, (row, col), tolerance=tolerance, connectivity=1)
+    for _ in range(doublings):
+        ring = _ring(region, 2, 5)
+        if not ring.any() or abs(float(np.median(smoothed[ring])) - seed) >= 3.0 * noise:
+            break
+        if stop_at_edge and _touches_edge(region):
+            break
+        tolerance *= 2.0
+        region = flood(smoothed, (row, col), tolerance=tolerance, connectivity=1)
+    return region, tolerance
+
+
+def segment_box(smoothed: np.ndarray, box: tuple[int, int, int, int], noise: float,
+                seed: tuple[int, int] | None = None) -> tuple[np.ndarray, dict]:
+    """Threshold inside ``box`` (x0, y0, x1, y1) and keep the component at its centre or ``seed`` (row, col),
+    then refine the threshold against the region's own surroundings as in point mode."""
+    from skimage.filters import threshold_otsu
+
+    x0, y0, x1, y1 = box
+    rows, cols = smoothed.shape
+    m = 8  # work in a window a little wider than the box: the surroundings of a tight box lie outside it
+    wx0, wy0, wx1, wy1 = max(0, x0 - m), max(0, y0 - m), min(cols, x1 + m), min(rows, y1 + m)
+    wide = smoothed[wy0:wy1, wx0:wx1]
+    clip = np.zeros(wide.shape, dtype=bool)
+    clip[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0] = True
+    crop = smoothed[y0:y1, x0:x1]
+    row, col = ((y1 - y0 - 1) // 2 + y0, (x1 - x0 - 1) // 2 + x0) if seed is None else seed
+    row, col = row - wy0, col - wx0
+    inside = _disc_level(wide, row, col, max(1, min(crop.shape) // 8))
+    outside = float(np.median(np.concatenate([crop[0], crop[-1], crop[:, 0], crop[:, -1]])))
+    details: dict[str, Any] = {"inside_level": inside, "edge_level": outside}
+    if abs(inside - outside) >= 3.0 * noise:
+        threshold, bright = (inside + outside) / 2.0, inside > outside
+        details["rule"] = "half-way between the centre and its surroundings"
+    else:
+        threshold = float(threshold_otsu(crop)) if np.ptp(crop) > 0 else float(crop.min())
+        bright = bool(wide[row, col] >= threshold)
+        details["rule"] = "Otsu (centre and box edge alike)"
+    binary = wide >= threshold if bright else wide <= threshold
+    region = _component_at(binary, row, col) & clip
+    if details["rule"].startswith("half-way") and region.any():
+        region, refined = refine_half_way(wide, row, col, inside, region, noise, clip=clip, outside=outside)
+        details |= refined
+    details.setdefault("threshold", threshold)
+    details.setdefault("polarity", "brighter" if bright else "darker")
+    mask = np.zeros(smoothed.shape, dtype=bool)
+    mask[wy0:wy1, wx0:wx1] = region
+    return mask, details
+
+
+# ---------------------------------------------------------------- automatic mode
+
+
+def _blob_seeds(image: np.ndarray, sigmas: np.ndarray, threshold: float) -> list[tuple[float, int, int, float]]:
+    """Bright and dark blobs, strongest first, as (signed strength, row, column, sigma): local maxima of
+    the scale-normalised determinant of the Hessian (which, unlike the Laplacian, ignores straight
+    edges), its square root taken so that strength scales with contrast; bright where the trace < 0."""
+    from scipy import ndimage
+    from skimage.feature import peak_local_max
+
+    signed = []
+    for s in sigmas:
+        dyy = ndimage.gaussian_filter(image, s, order=(2, 0))
+        dxx = ndimage.gaussian_filter(image, s, order=(0, 2))
+        dxy = ndimage.gaussian_filter(image, s, order=(1, 1))
+        det = (s ** 4) * (dxx * dyy - dxy * dxy)
+        signed.append(np.sqrt(np.maximum(det, 0.0)) * -np.sign(dxx + dyy))
+    stack = np.stack(signed)
+    seeds = []
+    for sign in (1.0, -1.0):
+        polar = sign * stack
+        best = polar.argmax(axis=0)
+        strength = np.take_along_axis(polar, best[None], axis=0)[0]
+        for y, x in peak_local_max(strength, min_distance=2, threshold_abs=threshold, exclude_border=1):
+            seeds.append((sign * float(strength[y, x]), int(y), int(x), float(sigmas[best[y, x]])))
+    seeds.sort(key=lambda seed: abs(seed[0]), reverse=True)
+    return seeds
+
+
+def _grow_in_box(smoothed: np.ndarray, r: int, c: int, radius: float, noise: float, max_half: int
+                 ) -> tuple[np.ndarray, dict, tuple[int, int, int, int]]:
+    """Segment a blob as in box mode, with a box of twice its radius around it (four times if the
+    finding reaches the box's edge); returns the region in its window and the window."""
+    rows, cols = smoothed.shape
+    half = int(np.clip(2 * radius, 6, max_half))
+    for attempt in range(2):
+        m = 8
+        r0, r1 = max(0, r - half - m), min(rows, r + half + m + 1)
+        c0, c1 = max(0, c - half - m), min(cols, c + half + m + 1)
+        window = smoothed[r0:r1, c0:c1]
+        box = (max(0, c - half) - c0, max(0, r - half) - r0, min(cols, c + half + 1) - c0, min(rows, r + half + 1) - r0)
+        mask, details = segment_box(window, box, noise, seed=(r - r0, c - c0))
+        x0, y0, x1, y1 = box
+        inner = mask[y0:y1, x0:x1]
+        if not _touches_edge(inner):
+            return mask, details, (r0, r1, c0, c1)
+        half = min(2 * half, max_half)
+    return mask, details | {"reached_edge": True}, (r0, r1, c0, c1)
+
+
+def find_candidates(image: LoadedImage, work: np.ndarray, smoothed: np.ndarray, noise_raw: float,
+                    noise_smooth: float, background: np.ndarray, limit: int = 60,
+                    rejected: list | None = None) -> list[dict]:
+    """Lesion-like candidates, best first (the rule is in the module docstring); ``rejected``, when
+    given, receives the seeds turned down and why."""
+    from scipy import ndimage
+    from skimage.measure import regionprops
+    from skimage.transform import downscale_local_mean
+
+    rows, cols = work.shape
+    pixel_mm = math.sqrt(image.spacing_mm[0] * image.spacing_mm[1]) if image.spacing_mm else None
+    factor = max(1, round(max(rows, cols) / 256))
+    small = downscale_local_mean(smoothed, (factor, factor)) / max(noise_raw, 1e-9)
+    r_min = max(2.0, 1.5 / pixel_mm) if pixel_mm else 2.0
+    r_max = min(40.0 / pixel_mm, max(rows, cols) / 8) if pixel_mm else max(rows, cols) / 8
+    min_area = max(9.0, math.pi * (1.5 / pixel_mm) ** 2) if pixel_mm else 9.0
+    patient_area = float((~background).sum())
+    max_half = int(min(max(rows, cols) // 4, 1.5 * r_max + 12))
+    sigmas = np.geomspace(max(0.7, r_min / math.sqrt(2) / factor), max(1.0, r_max / math.sqrt(2) / factor), 6)
+    blobs = []
+    for response, y, x, sigma in _blob_seeds(small, sigmas, threshold=1.0):
+        r, c = int(min(rows - 1, y * factor + factor // 2)), int(min(cols - 1, x * factor + factor // 2))
+        if background[r, c] or image.is_ct and not CT_CANDIDATE_HU[0] <= smoothed[r, c] <= CT_CANDIDATE_HU[1]:
+            continue
+        blobs.append((1.0 if response > 0 else -1.0, r, c, sigma * factor * math.sqrt(2)))
+        if len(blobs) == limit:
+            break
+    candidates: list[dict] = []
+    covered = np.zeros(work.shape, dtype=bool)
+    for sign, r, c, radius in blobs:
+        if covered[r, c]:
+            continue
+        region, details, (r0, r1, c0, c1) = _grow_in_box(smoothed, r, c, radius, noise_smooth, max_half)
+        if details.get("low_contrast") or not region.any():
+            continue
+        area = float(region.sum())
+        work_c, background_c = work[r0:r1, c0:c1], background[r0:r1, c0:c1]
+        reason = None
+        if details.get("reached_edge"):
+            reason = "reaches the edge of its box"
+        elif area < min_area or area > 0.2 * max(patient_area, 1.0):
+            reason = f"area {area:.0f} px out of range"
+        elif (ndimage.binary_dilation(region) & background_c).any():
+            reason = "touches the background"
+        elif details.get("unopened_px", 0) > 2 * area:
+            reason = "a piece of a larger structure (cut off by the opening)"
+        if reason is None:
+            mean_in = float(work_c[region].mean())
+            solidity = float(regionprops(region.astype(np.uint8))[0].solidity)
+            ring = _ring(region, 2, 5) & ~background_c
+            if image.is_ct and not CT_CANDIDATE_HU[0] <= mean_in <= CT_CANDIDATE_HU[1]:
+                reason = f"mean {mean_in:.0f} HU outside the soft-tissue range"
+            elif solidity < MIN_SOLIDITY:
+                reason = f"solidity {solidity:.2f}"
+            elif not ring.any():
+                reason = "no surroundings"
+        if reason is None:
+            contrast = abs(mean_in - float(work_c[ring].mean()))
+            spread = max(noise_raw, float(work_c[ring].std()))
+            homogeneity = (noise_raw / spread) ** 2  # surroundings busier than noise count twice
+            score = contrast * math.sqrt(area) / noise_raw * homogeneity * solidity
+            if score < 5.0:  # below the Rose criterion: not reliably visible
+                reason = f"score {score:.1f} below 5"
+        if reason is not None:
+            if rejected is not None:
+                rejected.append({"seed": (r, c), "radius": radius, "area_px": int(area), "reason": reason})
+            continue
+        full = np.zeros(work.shape, dtype=bool)
+        full[r0:r1, c0:c1] = region
+        covered |= full
+        candidates.append({"mask": full, "score": score, "seed": (r, c), "contrast": contrast,
+                           "surround_spread": spread, "solidity": solidity, "area_px": int(area),
+                           "polarity": details.get("polarity", "brighter" if sign > 0 else "darker")})
+    candidates.sort(key=lambda item: item["score"], reverse=True)
+    return candidates
+
+
+# ---------------------------------------------------------------- SAM
+
+
+_SAM_LOCK = threading.Lock()
+_SAM_CACHE: dict[str, Any] = {}
+
+
+def load_sam(path: str | None = None) -> tuple[Any, Any, str]:
+    """The SAM model and processor from ``path`` or ``$AGENTCLINIC_SAM_PATH``; one per process."""
+    folder = path or os.environ.get(SAM_PATH_ENV)
+    if not folder:
+        raise ToolError(f"method 'sam' needs a local SAM or MedSAM checkpoint folder in ${SAM_PATH_ENV} "
+                        "(transformers format: config.json, weights, processor config); use method 'classical'")
+    resolved = str(Path(folder).expanduser().resolve())
+    if not Path(resolved, "config.json").is_file():
+        raise ToolError(f"{SAM_PATH_ENV}={folder}: no SAM checkpoint there (config.json missing)")
+    with _SAM_LOCK:
+        if _SAM_CACHE.get("path") != resolved:
+            import torch
+            from transformers import SamModel, SamProcessor
+
+            try:
+                model = SamModel.from_pretrained(resolved)
+                processor = SamProcessor.from_pretrained(resolved)
+            except Exception as exc:  # noqa: BLE001 - bad or partial checkpoints raise many types
+                raise ToolError(f"cannot load the SAM checkpoint in {resolved}: {type(exc).__name__}: {exc}") from exc
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            _SAM_CACHE.clear()
+            _SAM_CACHE.update(path=resolved, model=model.to(device).eval(), processor=processor, device=device)
+        return _SAM_CACHE["model"], _SAM_CACHE["processor"], _SAM_CACHE["device"]
+
+
+def segment_sam(display_rgb: np.ndarray, box: tuple[int, int, int, int] | None,
+                point: tuple[int, int] | None) -> tuple[np.ndarray, dict]:
+    """SAM's best mask (highest predicted IoU) for a box and/or point (x, y) prompt on an RGB image."""
+    import torch
+
+    model, processor, device = load_sam()
+    kwargs: dict[str, Any] = {}
+    if box is not None:
+        kwargs["input_boxes"] = [[[float(v) for v in box]]]
+    if point is not None:
+        kwargs["input_points"] = [[[float(point[0]), float(point[1])]]]
+        kwargs["input_labels"] = [[1]]
+    inputs = processor(images=display_rgb, return_tensors="pt", **kwargs)
+    with _SAM_LOCK, torch.inference_mode():
+        outputs = model(**{k: v.to(device) if hasattr(v, "to") else v for k, v in inputs.items()},
+                        multimask_output=True)
+    masks = processor.image_processor.post_process_masks(
+        outputs.pred_masks.cpu(), inputs["original_sizes"], inputs["reshaped_input_sizes"])[0]
+    scores = outputs.iou_scores.float().cpu()[0, 0]
+    best = int(torch.argmax(scores))
+    mask = masks[0, best].numpy().astype(bool)
+    return mask, {"iou_scores": [round(float(s), 4) for s in scores], "chosen": best,
+                  "predicted_iou": round(float(scores[best]), 4), "checkpoint": _SAM_CACHE.get("path")}
+
+
+# ---------------------------------------------------------------- measuring and drawing
+
+
+def measure(mask: np.ndarray, image: LoadedImage) -> dict[str, Any]:
+    """Area, intensity (over the mask and over its core, one pixel in), box, centroid and diameters."""
+    from scipy import ndimage
+    from skimage.measure import regionprops
+
+    rows, cols = np.nonzero(mask)
+    values = image.pixels[mask]
+    area_px = int(mask.sum())
+    out: dict[str, Any] = {
+        "area_px": area_px,
+        "bbox": [int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1],
+        "centroid": [round(float(cols.mean()), 2), round(float(rows.mean()), 2)],
+        "mean_intensity": round(float(values.mean()), 2),
+        "std_intensity": round(float(values.std()), 2),
+        "min_intensity": round(float(values.min()), 2),
+        "max_intensity": round(float(values.max()), 2),
+        "units": image.units,
+        "solidity": round(float(regionprops(mask.astype(np.uint8))[0].solidity), 3),
+    }
+    core = ndimage.binary_erosion(mask, iterations=1)  # away from the partial-volume edge
+    if core.sum() >= 4:
+        out["core_mean_intensity"] = round(float(image.pixels[core].mean()), 2)
+    if image.is_ct:
+        out["mean_hu"] = out["mean_intensity"]
+        if "core_mean_intensity" in out:
+            out["core_mean_hu"] = out["core_mean_intensity"]
+    sy, sx = image.spacing_mm if image.spacing_mm else (1.0, 1.0)
+    area = area_px * sy * sx
+    coords = np.stack([cols * sx, rows * sy]).astype(np.float64)
+    if area_px > 1:
+        eigen = np.sort(np.linalg.eigvalsh(np.cov(coords)))[::-1]
+        long_axis, short_axis = (4.0 * math.sqrt(max(e, 0.0) + (sx * sy) / 12.0) for e in eigen)
+    else:
+        long_axis = short_axis = math.sqrt(sx * sy)
+    key = "mm" if image.spacing_mm else "px"
+    if image.spacing_mm:
+        out["area_mm2"] = round(area, 2)
+    out[f"equivalent_diameter_{key}"] = round(2.0 * math.sqrt(area / math.pi), 2)
+    out[f"long_axis_{key}"] = round(long_axis, 2)
+    out[f"short_axis_{key}"] = round(short_axis, 2)
+    return out
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def overlay(grey: np.ndarray, mask: np.ndarray, rgb: np.ndarray | None = None,
+            box: tuple[int, int, int, int] | None = None, point: tuple[int, int] | None = None) -> np.ndarray:
+    """The image in colour with the mask tinted and outlined (yellow), the box (cyan) and point (magenta)."""
+    from skimage.segmentation import find_boundaries
+
+    base = (rgb if rgb is not None else np.repeat(grey[..., None], 3, axis=2)).astype(np.uint8, copy=True)
+    tinted = 0.65 * base[mask] + 0.35 * np.array([255.0, 60.0, 60.0])
+    base[mask] = np.clip(np.rint(tinted), 0, 255).astype(np.uint8)
+    rows_in, cols_in = np.nonzero(mask)
+    if rows_in.size:  # outline, computed in a window around the mask
+        r0, r1 = max(0, rows_in.min() - 1), min(mask.shape[0], rows_in.max() + 2)
+        c0, c1 = max(0, cols_in.min() - 1), min(mask.shape[1], cols_in.max() + 2)
+        window = base[r0:r1, c0:c1]
+        window[find_boundaries(mask[r0:r1, c0:c1], mode="inner")] = (255, 230, 0)
+    rows, cols = mask.shape
+    if box is not None:
+        x0, y0, x1, y1 = box
+        base[y0, x0:x1] = base[y1 - 1, x0:x1] = (0, 220, 255)
+        base[y0:y1, x0] = base[y0:y1, x1 - 1] = (0, 220, 255)
+    if point is not None:
+        x, y = point
+        base[max(0, y - 3):min(rows, y + 4), x] = (255, 0, 255)
+        base[y, max(0, x - 3):min(cols, x + 4)] = (255, 0, 255)
+    return base
+
+
+def _save_png(array: np.ndarray, path: Path) -> str:
+    from PIL import Image
+
+    Image.fromarray(array).save(path, format="PNG", compress_level=1)
+    return str(path)
+
+
+def _load_mask(path: str, shape: tuple[int, int]) -> np.ndarray | str:
+    """A ground-truth mask as bool, or the reason it cannot be used."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as handle:
+            array = np.asarray(handle.convert("L"))
+    except (OSError, ValueError) as exc:
+        return f"cannot read ground-truth mask {Path(path).name}: {exc}"
+    if array.shape != shape:
+        return (f"ground-truth mask {Path(path).name} is {array.shape[1]}x{array.shape[0]}, "
+                f"image is {shape[1]}x{shape[0]}")
+    return array > 0
+
+
+# ---------------------------------------------------------------- the tool
+
+
+def _pixel_prompts(args: SegmentArguments, shape: tuple[int, int], image_id: str
+                   ) -> tuple[tuple[int, int, int, int] | None, tuple[int, int] | None]:
+    rows, cols = shape
+    box = point = None
+    if args.box is not None:
+        x0, y0, x1, y1 = (int(math.floor(v + 0.5)) for v in args.box)
+        if x1 <= x0 or y1 <= y0:
+            raise ToolArgumentError(f"box {args.box} on {image_id!r} has zero area: it needs x1 > x0 and y1 > y0")
+        if x0 < 0 or y0 < 0 or x1 > cols or y1 > rows:
+            raise ToolArgumentError(f"box {args.box} is outside image {image_id!r}, which is {cols} x {rows} "
+                                    f"pixels (x in 0..{cols}, y in 0..{rows})")
+        if (x1 - x0) < 3 or (y1 - y0) < 3:
+            raise ToolArgumentError(f"box {args.box} on {image_id!r} is too small: at least 3 x 3 pixels")
+        box = (x0, y0, x1, y1)
+    if args.point is not None:
+        x, y = (int(math.floor(v)) for v in args.point)
+        if not (0 <= x < cols and 0 <= y < rows):
+            raise ToolArgumentError(f"point {args.point} is outside image {image_id!r}, which is {cols} x {rows} "
+                                    f"pixels (x in 0..{cols - 1}, y in 0..{rows - 1})")
+        if box is not None and not (box[0] <= x < box[2] and box[1] <= y < box[3]):
+            raise ToolArgumentError(f"point {args.point} is outside the box {args.box}")
+        point = (x, y)
+    return box, point
+
+
+AUTO_MAX_SIDE = 512  # automatic mode searches larger images at a reduced size, then grows at full size
+
+
+def _automatic(image: LoadedImage, work: np.ndarray, smoothed: np.ndarray, noise_raw: float, noise_smooth: float,
+               background: np.ndarray, image_id: str) -> tuple[dict, int]:
+    """The best candidate (with its full-resolution mask) and how many there were."""
+    from dataclasses import replace
+
+    from skimage.transform import downscale_local_mean
+
+    factor = math.ceil(max(work.shape) / AUTO_MAX_SIDE)
+    if factor > 1:
+        small = downscale_local_mean(work, (factor, factor))
+        spacing = (image.spacing_mm[0] * factor, image.spacing_mm[1] * factor) if image.spacing_mm else None
+        view = replace(image, pixels=small if not image.is_ct else downscale_local_mean(image.pixels, (factor, factor)),
+                       spacing_mm=spacing, rgb=None)
+        small_smooth = _smooth(small)
+        small_background = background_mask(view, small)
+        candidates = find_candidates(view, small, small_smooth, noise_level(small, ~small_background),
+                                     noise_level(small_smooth, ~small_background), small_background)
+    else:
+        candidates = find_candidates(image, work, smoothed, noise_raw, noise_smooth, background)
+    if not candidates:
+        raise ToolError(f"automatic mode found no compact, lesion-like region in {image_id!r}; "
+                        "give a point or a box on the finding")
+    best = candidates[0]
+    if factor > 1:  # segment again at full size, in the candidate's box widened by a quarter each side
+        rows, cols = work.shape
+        row = min(rows - 1, best["seed"][0] * factor + factor // 2)
+        col = min(cols - 1, best["seed"][1] * factor + factor // 2)
+        ys, xs = np.nonzero(best["mask"])
+        y0, y1, x0, x1 = ys.min() * factor, (ys.max() + 1) * factor, xs.min() * factor, (xs.max() + 1) * factor
+        my, mx = max(2, (y1 - y0) // 4), max(2, (x1 - x0) // 4)
+        box = (max(0, x0 - mx), max(0, y0 - my), min(cols, x1 + mx), min(rows, y1 + my))
+        mask, _ = segment_box(smoothed, box, noise_smooth, seed=(row, col))
+        best = best | {"mask": mask, "seed": (row, col)}
+    return best, len(candidates)
+
+
+def segment_image(image: LoadedImage, args: SegmentArguments, image_id: str) -> tuple[Segmentation, dict]:
+    """Run the requested segmentation on a loaded image; returns it and the window used for display."""
+    box, point = _pixel_prompts(args, image.shape, image_id)
+    work = image.pixels
+    window = resolve_window(args.window) if args.window else None
+    if window is not None and image.is_ct:
+        centre, width = window
+        work = np.clip(work, centre - width / 2.0, centre + width / 2.0)
+    smoothed = _smooth(work)
+    background = background_mask(image, work)
+    patient = ~background
+    noise_raw = noise_level(work, patient)
+    noise_smooth = noise_level(smoothed, patient)
+    mode = "box+point" if box and point else "box" if box else "point" if point else "automatic"
+    details: dict[str, Any] = {}
+    if mode == "automatic":
+        best, count = _automatic(image, work, smoothed, noise_raw, noise_smooth, background, image_id)
+        details = {"candidates": count, "score": round(best["score"], 2),
+                   "contrast": round(best["contrast"], 2), "polarity": best["polarity"],
+                   "seed": [best["seed"][1], best["seed"][0]]}
+        if args.method == "classical":
+            return Segmentation(best["mask"], mode, "classical", details), _display_window(image, args, best["mask"])
+        rows, cols = np.nonzero(best["mask"])
+        margin = max(3, int(0.1 * max(np.ptp(rows), np.ptp(cols))))
+        box = (max(0, int(cols.min()) - margin), max(0, int(rows.min()) - margin),
+               min(image.shape[1], int(cols.max()) + 1 + margin), min(image.shape[0], int(rows.max()) + 1 + margin))
+        details["proposed_box"] = list(box)
+    if args.method == "sam":
+        shown = _display_window(image, args, None)
+        grey = display_grey(image, shown["window"] if image.is_ct else None)
+        rgb = image.rgb if image.rgb is not None else np.repeat(grey[..., None], 3, axis=2)
+        mask, sam_details = segment_sam(rgb, box, point)
+        details |= sam_details
+        if not mask.any():
+            raise ToolError(f"the SAM model returned an empty mask for {image_id!r}; try another prompt")
+        return Segmentation(mask, mode, "sam", details), _display_window(image, args, mask)
+    if box is not None:
+        mask, found = segment_box(smoothed, box, noise_smooth, None if point is None else (point[1], point[0]))
+    else:
+        assert point is not None
+        mask, found = grow_from_point(smoothed, point[1], point[0], noise_smooth, args.tolerance)
+    details |= {k: round(v, 2) if isinstance(v, float) else v for k, v in found.items()}
+    if not mask.any():
+        raise ToolError(f"no region found at the prompt on {image_id!r}")
+    return Segmentation(mask, mode, "classical", details), _display_window(image, args, mask)
+
+
+def _display_window(image: LoadedImage, args: SegmentArguments, mask: np.ndarray | None) -> dict:
+    if not image.is_ct:
+        return {"window": None, "source": None}
+    if args.window:
+        return {"window": resolve_window(args.window), "source": args.window}
+    if image.window is not None:
+        return {"window": image.window, "source": "file"}
+    level = float(image.pixels[mask].mean()) if mask is not None and mask.any() else 40.0
+    preset = auto_window(level)
+    return {"window": resolve_window(preset), "source": preset}
+
+
+def _numbers(values: list[float] | None) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in values or []) + "]"
+
+
+def _describe(image_id: str, image: LoadedImage, seg: Segmentation, m: dict, args: SegmentArguments) -> str:
+    box, point = _numbers(args.box), _numbers(args.point)
+    where = {"point": f"from the point {point}", "box": f"in the box {box}",
+             "box+point": f"in the box {box} at the point {point}",
+             "automatic": "found automatically (most lesion-like region)"}[seg.mode]
+    modality = image.modality or image.format.upper()
+    if image.spacing_mm:
+        sy, sx = image.spacing_mm
+        size = (f"area {m['area_mm2']:.1f} mm² ({m['area_px']} pixels at {sx:.3g} x {sy:.3g} mm), "
+                f"equivalent diameter {m['equivalent_diameter_mm']:.1f} mm "
+                f"(long axis {m['long_axis_mm']:.1f} mm, short axis {m['short_axis_mm']:.1f} mm)")
+    else:
+        size = (f"area {m['area_px']} pixels (pixels only: the image has no physical pixel spacing), "
+                f"equivalent diameter {m['equivalent_diameter_px']:.1f} pixels")
+    unit = " HU" if image.is_ct else ""
+    core = f", core {m['core_mean_intensity']:.1f}{unit}" if "core_mean_intensity" in m else ""
+    intensity = (f"mean {m['mean_intensity']:.1f}{unit} (sd {m['std_intensity']:.1f}, "
+                 f"range {m['min_intensity']:.0f} to {m['max_intensity']:.0f}{unit}{core})")
+    x0, y0, x1, y1 = m["bbox"]
+    text = (f"Segmented {image_id} ({modality}, {seg.method} method) {where}: {size}; {intensity}; "
+            f"bounding box [{x0}, {y0}, {x1}, {y1}], centroid ({m['centroid'][0]:.0f}, {m['centroid'][1]:.0f}).")
+    if seg.details.get("low_contrast"):
+        text += " The region hardly differs from its surroundings, so its edge is uncertain."
+    if seg.method == "sam":
+        text += f" SAM's predicted IoU: {seg.details.get('predicted_iou')}."
+    return text
+
+
+class SegmentTool:
+    """Outline a finding on a case image (point, box or automatic) and measure it."""
+
+    name: ClassVar[str] = "segment"
+    description: ClassVar[str] = (
+        "Segment a finding on one of the case's images and measure it: give a point inside the finding, "
+        "a box around it, or neither to let the tool find the most lesion-like region. Returns the area "
+        "(mm² when the image has a pixel spacing, e.g. DICOM), mean intensity (HU on CT), bounding box, "
+        "centroid and diameters, and saves the mask and an overlay image.")
+    Arguments: ClassVar[type[ToolArguments]] = SegmentArguments
+
+    async def run(self, arguments: SegmentArguments, context: ToolContext) -> ToolResult:
+        info = context.images.get(arguments.image_id)
+        if info is None:
+            known = ", ".join(sorted(context.images)) or "none"
+            raise ToolArgumentError(f"unknown image id {arguments.image_id!r}; the case's images: {known}")
+        if not info.get("available", info.get("path") is not None) or not info.get("path"):
+            reason = info.get("reason") or "no local file"
+            raise ToolError(f"image {arguments.image_id!r} is not available: {reason}")
+        out_dir = context.output_dir()
+        return await asyncio.to_thread(self._run, arguments, info, out_dir)
+
+    def _run(self, args: SegmentArguments, info: dict, out_dir: Path) -> ToolResult:
+        if args.method == "sam":
+            load_sam()  # fail fast when no checkpoint is configured
+        image = load_image(info["path"])
+        seg, shown = segment_image(image, args, args.image_id)
+        m = measure(seg.mask, image)
+        window = shown["window"]
+        grey = display_grey(image, window if image.is_ct else None)
+        box, point = _pixel_prompts(args, image.shape, args.image_id)
+        stem = _file_stem(args)
+        mask_path = _save_png((seg.mask * 255).astype(np.uint8), out_dir / f"{stem}-mask.png")
+        overlay_path = _save_png(overlay(grey, seg.mask, image.rgb, box, point), out_dir / f"{stem}-overlay.png")
+        data: dict[str, Any] = {
+            "image_id": args.image_id, "mode": seg.mode, "method": seg.method, "modality": image.modality,
+            "format": image.format, "size": [image.shape[1], image.shape[0]],
+            "pixel_spacing_mm": list(image.spacing_mm) if image.spacing_mm else None,
+            **m, "mask_path": mask_path, "overlay_path": overlay_path,
+            "details": _jsonable(seg.details),
+        }
+        if window is not None:
+            data["window"] = {"centre": window[0], "width": window[1], "source": shown["source"]}
+        if image.is_ct:
+            data["image_hu_range"] = [round(float(image.pixels.min()), 1), round(float(image.pixels.max()), 1)]
+        if info.get("mask"):
+            truth = _load_mask(info["mask"], image.shape)
+            if isinstance(truth, str):
+                data["dice_error"] = truth
+            else:
+                data["dice"] = round(dice(seg.mask, truth), 4)
+        return ToolResult(text=_describe(args.image_id, image, seg, m, args), data=data,
+                          images=[overlay_path, mask_path])
+
+
+def _file_stem(args: SegmentArguments) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", args.image_id).strip("-") or "image"
+    digest = hashlib.sha1(json.dumps(args.model_dump(), sort_keys=True).encode()).hexdigest()[:8]
+    return f"segment-{safe}-{digest}"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return round(float(value), 4)
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    return value
+
+
+register_tool(SegmentTool())
