@@ -175,9 +175,13 @@ def run(
     table.add_column(justify="right")
     for label, key in (("episodes", "episodes"), ("accuracy", "accuracy"), ("correct", "correct"),
                        ("incorrect", "incorrect"), ("no diagnosis", "no_diagnosis"), ("errors", "errors"),
-                       ("mean turns", "mean_turns"), ("mean tests", "mean_tests"), ("mean cost (USD)", "mean_cost")):
-        value = summary[key]
+                       ("mean turns", "mean_turns"), ("mean tests", "mean_tests"), ("mean cost (USD)", "mean_cost"),
+                       ("mean tool calls", "mean_tool_calls"), ("relevant tools used", "relevant_tools_used"),
+                       ("tool errors", "tool_errors")):
+        value = summary.get(key)
         table.add_row(label, "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value))
+    for name, count in summary.get("tool_calls", {}).items():
+        table.add_row(f"  {name} calls", str(count))
     console.print(table)
     console.print(f"records: {folder / 'episodes.jsonl'}")
 

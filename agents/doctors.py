@@ -587,11 +587,10 @@ class ScriptedDoctor:
         if name == "retrieve":
             self.retrieved = self._retrieval_ranking(result)
             entry["hits"] = [d.name for d in self.retrieved]
-        elif name == "segment":
+        elif name == "segment":  # measurements, not denials: every statement counts, weakly
             for chunk in chunks_of(result):
-                if not is_negative(chunk):
-                    self.clinical.append(chunk)
-                    self.weights.append(SEGMENT_WEIGHT)
+                self.clinical.append(chunk)
+                self.weights.append(SEGMENT_WEIGHT)
         return True
 
     def _can_retrieve(self) -> bool:

@@ -353,22 +353,65 @@ def test_scripted_doctor_segments_the_images_and_checks_the_reports(monkeypatch,
     assert any(s.startswith("Segmented chest") for s in doctor.clinical)  # folded in as weak evidence
 
 
-def test_scripted_doctor_records_retrieve_calls_with_the_real_tool(monkeypatch, tmp_path):
-    import agentclinic.tools.retrieval  # noqa: F401  (registers retrieve)
+class FakeRetrieve:
+    """A stand-in for the retrieval tool in the registry (same arguments, same answer format)."""
+
+    name = "retrieve"
+    description = "Look up diseases."
+
+    def __init__(self):
+        from agentclinic.tools import ToolArguments
+
+        class Arguments(ToolArguments):
+            query: str
+            k: int = 5
+
+        self.Arguments = Arguments
+        self.queries: list[str] = []
+
+    async def run(self, arguments, context):
+        from agentclinic.tools import ToolResult
+
+        self.queries.append(arguments.query)
+        return ToolResult(text="1. Acute bronchitis (J20.9), score 0.71 [kb]: cough\n"
+                               "2. Community-acquired pneumonia (J18.9), score 0.69 [kb]: fever and cough",
+                          data={"hits": [{"disease": "Acute bronchitis"}, {"disease": "Community-acquired pneumonia"}]})
+
+
+def _retrieve_episode(monkeypatch, tmp_path, tool):
     from agentclinic.runs.runner import play_episode
     from agentclinic.tools import TOOLS
 
-    monkeypatch.setattr("agentclinic.agents.doctors.TOOLS", {"retrieve": TOOLS["retrieve"]})
-    case = _tool_case(tmp_path, image=False)
+    monkeypatch.setitem(TOOLS, "retrieve", tool)
+    monkeypatch.setattr("agentclinic.agents.doctors.TOOLS", {"retrieve": tool})
     doctor = ScriptedDoctor(embedder=LEXICAL, max_questions=4)
-    record = asyncio.run(play_episode(_real_clinic(), doctor, case, seed=0))
+    record = asyncio.run(play_episode(_real_clinic(), doctor, _tool_case(tmp_path, image=False), seed=0))
     assert record.error is None and record.outcome == "correct"
-    event = next(e for e in record.events if e.tool)
-    assert event.tool["name"] == "retrieve" and event.turn == record.turns - 1 and not event.tool.get("error")
-    hits = [h["disease"] for h in event.tool["data"]["hits"]]
-    assert "Community-acquired pneumonia" in hits[:3]
-    assert [d.name for d in doctor.retrieved][:1] == [h for h in hits if h in {d.name for d in knowledge_base()}][:1]
-    assert record.tool_metrics["calls"] == {"retrieve": 1}
+    events = [e for e in record.events if e.tool]
+    assert len(events) == 1 and events[0].turn == record.turns - 1 and events[0].action["type"] == "call_tool"
+    assert events[0].tool["name"] == "retrieve" and not events[0].tool.get("error")
+    assert events[0].tool["arguments"] == {"query": doctor.retrieval_query(), "k": 10}
+    assert record.tool_metrics["calls"] == {"retrieve": 1} and record.events[-1].action["type"] == "diagnose"
+    return record, events[0], doctor
+
+
+def test_scripted_doctor_records_retrieve_calls(monkeypatch, tmp_path):
+    tool = FakeRetrieve()
+    record, event, doctor = _retrieve_episode(monkeypatch, tmp_path, tool)
+    assert "cough" in tool.queries[0] and "Bronchial breathing" in tool.queries[0]
+    assert event.tool["data"]["hits"][0] == {"disease": "Acute bronchitis"}
+    assert [d.name for d in doctor.retrieved] == ["Acute bronchitis", "Community-acquired pneumonia"]
+
+
+@pytest.mark.slow
+def test_scripted_doctor_with_the_real_retrieval_tool(monkeypatch, tmp_path):
+    from agentclinic.tools.retrieval import RetrieveTool
+
+    record, event, doctor = _retrieve_episode(monkeypatch, tmp_path, RetrieveTool())
+    hits = event.tool["data"]["hits"]
+    names, codes = {h["disease"] for h in hits}, {h.get("icd10") for h in hits}
+    assert hits and doctor.retrieved is not None  # the KB diseases among the hits, by name or code
+    assert all(d.name in names or d.icd10 in codes for d in doctor.retrieved)
 
 
 # --------------------------------------------------------------------------------- random doctor

@@ -2,7 +2,8 @@
 
 DICOM goes through pydicom (modality LUT / rescale to Hounsfield units for CT, pixel spacing in mm,
 middle frame of a multi-frame object, colour to grey); PNG, JPEG, TIFF and BMP through Pillow (no
-physical spacing). Heavy libraries are imported inside the functions.
+physical spacing). Also: CT windowing and display, mask overlays, PNG writing, ground-truth masks
+and the Dice overlap. Heavy libraries are imported inside the functions.
 """
 
 from __future__ import annotations
@@ -245,3 +246,58 @@ def display_grey(image: LoadedImage, window: tuple[float, float] | None = None) 
     if high <= low:
         high = low + 1.0
     return np.clip((pixels - low) / (high - low) * 255.0, 0, 255).astype(np.uint8)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice overlap of two boolean masks (1.0 when both are empty)."""
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def overlay(grey: np.ndarray, mask: np.ndarray, rgb: np.ndarray | None = None,
+            box: tuple[int, int, int, int] | None = None, point: tuple[int, int] | None = None) -> np.ndarray:
+    """The image in colour with the mask tinted and outlined (yellow), the box (cyan) and point (magenta)."""
+    from skimage.segmentation import find_boundaries
+
+    base = (rgb if rgb is not None else np.repeat(grey[..., None], 3, axis=2)).astype(np.uint8, copy=True)
+    tinted = 0.65 * base[mask] + 0.35 * np.array([255.0, 60.0, 60.0])
+    base[mask] = np.clip(np.rint(tinted), 0, 255).astype(np.uint8)
+    rows_in, cols_in = np.nonzero(mask)
+    if rows_in.size:  # outline, computed in a window around the mask
+        r0, r1 = max(0, rows_in.min() - 1), min(mask.shape[0], rows_in.max() + 2)
+        c0, c1 = max(0, cols_in.min() - 1), min(mask.shape[1], cols_in.max() + 2)
+        window = base[r0:r1, c0:c1]
+        window[find_boundaries(mask[r0:r1, c0:c1], mode="inner")] = (255, 230, 0)
+    rows, cols = mask.shape
+    if box is not None:
+        x0, y0, x1, y1 = box
+        base[y0, x0:x1] = base[y1 - 1, x0:x1] = (0, 220, 255)
+        base[y0:y1, x0] = base[y0:y1, x1 - 1] = (0, 220, 255)
+    if point is not None:
+        x, y = point
+        base[max(0, y - 3):min(rows, y + 4), x] = (255, 0, 255)
+        base[y, max(0, x - 3):min(cols, x + 4)] = (255, 0, 255)
+    return base
+
+
+def save_png(array: np.ndarray, path: Path) -> str:
+    """Write a uint8 grey or RGB array as PNG (fast compression); returns the path."""
+    from PIL import Image
+
+    Image.fromarray(array).save(path, format="PNG", compress_level=1)
+    return str(path)
+
+
+def load_mask(path: str, shape: tuple[int, int]) -> np.ndarray | str:
+    """A ground-truth mask as bool, or the reason it cannot be used."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as handle:
+            array = np.asarray(handle.convert("L"))
+    except (OSError, ValueError) as exc:
+        return f"cannot read ground-truth mask {Path(path).name}: {exc}"
+    if array.shape != shape:
+        return (f"ground-truth mask {Path(path).name} is {array.shape[1]}x{array.shape[0]}, "
+                f"image is {shape[1]}x{shape[0]}")
+    return array > 0

@@ -3,27 +3,30 @@
 Prompts: a box, a point, both, or neither (automatic mode). Methods:
 
 - ``classical`` (default; scikit-image and scipy on the image's own values, HU for CT, after a
-  Gaussian smoothing of 1 pixel; a CT ``window`` clips the values first):
-  - *point*: adaptive region growing. Start from the seed's level (median of a small disc), flood
-    within three noise deviations, then threshold half-way between the seed level and the median
-    of a ring 2-5 pixels outside the region, keep the part connected to the seed (after a 1-pixel
-    opening that cuts thin bridges; holes filled), and repeat until the region stops changing:
-    the 50 % edge criterion of lesion volumetry. ``tolerance`` instead takes a fixed band
-    around the seed level.
-  - *box*: threshold half-way between the level at the box centre (or at the point) and the
-    median along the box edge (Otsu's threshold inside the box when they do not differ), keep
-    the component at the centre, refine against its own surroundings as in point mode, clip to
-    the box.
+  Gaussian smoothing of 1 pixel; a CT ``window`` clips the values first). Thresholds follow the
+  50 % edge criterion of lesion volumetry: half-way between the finding's level and that of its
+  surroundings; the part connected to the seed is kept after a 1-pixel opening (which cuts thin
+  bridges to neighbours), holes filled. The surroundings' level is the median of a ring 2-5
+  pixels outside the current region, re-measured until the region stops changing, and never
+  closer to the finding's level than an earlier estimate (so soft edges do not shrink inwards).
+  - *point*: the finding's level is the median of a small disc at the seed; the first region is
+    a flood within three noise deviations, the tolerance doubled (up to 4 times) while the ring
+    outside still looks like the seed (textured findings). ``tolerance`` instead keeps the
+    pixels within a fixed band around the seed level.
+  - *box*: the finding's level is taken at the box centre (or at the point), the surroundings'
+    first estimate along the box edge (Otsu's threshold inside the box when the two do not
+    differ); the mask is clipped to the box.
   - *automatic*: seeds are the bright and dark blobs of a multi-scale determinant-of-Hessian
-    detector (strongest first, at most 60), each grown as in point mode within a window of a
-    few blob radii. A candidate must not reach the window's edge, the image border or the dark
-    background outside the patient; must span 3 mm (or 9 pixels) to a fifth of the patient's
-    area; must be compact (solidity >= 0.8) and not a piece cut off a larger structure; on CT its
-    mean must lie between -500 and 200 HU (air, lung and bone are anatomy, not findings, here).
-    The winner has the highest Rose detectability, contrast x sqrt(area) / max(noise, spread of
-    its surroundings), times its solidity, and at least 5: the most conspicuous compact region
-    that differs from a uniform surrounding. Images over 512 pixels are searched at a reduced
-    size and the winner grown again at full size.
+    detector (strongest first, at most 60), each segmented as in box mode with a box of two
+    blob radii (four when the finding reaches its edge). A candidate must be contained in its
+    box, must not touch the image border or the dark background outside the patient, must span
+    3 mm (or 9 pixels) to a fifth of the patient's area, be compact (solidity >= 0.8) and not
+    a piece cut off a larger structure; on CT its mean must lie between -500 and 200 HU (air,
+    lung and bone are anatomy, not findings, here). The winner has the highest score
+    contrast x sqrt(area) / noise (Rose's detectability) x (noise / spread of its surroundings)^2
+    x solidity, and at least 5: the most conspicuous compact region inside a uniform tissue.
+    Images over 512 pixels are searched at a reduced size and the winner segmented again at
+    full size in its box.
 - ``sam``: a SAM / MedSAM checkpoint (transformers format) from the folder in
   ``AGENTCLINIC_SAM_PATH``, loaded once per process; box and/or point prompts (in automatic mode
   the classical detector proposes the box); of the masks predicted, the one with the best
@@ -52,7 +55,8 @@ import numpy as np
 from pydantic import Field
 
 from agentclinic.tools.base import ToolArgumentError, ToolArguments, ToolContext, ToolError, ToolResult
-from agentclinic.tools.imaging import LoadedImage, auto_window, display_grey, load_image, resolve_window
+from agentclinic.tools.imaging import (LoadedImage, auto_window, dice, display_grey, load_image, load_mask, overlay,
+                                       resolve_window, save_png)
 from agentclinic.tools.registry import register_tool
 
 SAM_PATH_ENV = "AGENTCLINIC_SAM_PATH"
@@ -194,17 +198,14 @@ def _touches_edge(mask: np.ndarray) -> bool:
 
 
 def refine_half_way(smoothed: np.ndarray, row: int, col: int, level: float, region: np.ndarray, noise: float,
-                    clip: np.ndarray | None = None, outside: float | None = None, max_iterations: int = 8,
-                    stop_at_edge: bool = False) -> tuple[np.ndarray, dict]:
+                    clip: np.ndarray | None = None, outside: float | None = None,
+                    max_iterations: int = 8) -> tuple[np.ndarray, dict]:
     """Threshold half-way between ``level`` (the finding's) and its surroundings, keep the component
     holding (row, col), and repeat until the region stops changing. The surroundings' level is the
     median of a ring 2-5 pixels outside the region, or ``outside`` (e.g. the box edge's level), whichever
     differs more from ``level`` on the same side: so a finding with a soft edge does not shrink inwards."""
     details: dict[str, Any] = {}
     for iteration in range(max_iterations):
-        if stop_at_edge and _touches_edge(region):
-            details["reached_edge"] = True
-            break
         ring = _ring(region, 2, 5)
         if not ring.any():
             break
@@ -232,9 +233,8 @@ def refine_half_way(smoothed: np.ndarray, row: int, col: int, level: float, regi
 
 
 def grow_from_point(smoothed: np.ndarray, row: int, col: int, noise: float,
-                    tolerance: float | None = None, stop_at_edge: bool = False) -> tuple[np.ndarray, dict]:
-    """Region growing from a seed (see the module docstring); returns the mask and details.
-    ``stop_at_edge``: give up (``details["reached_edge"]``) as soon as the region reaches the array's edge."""
+                    tolerance: float | None = None) -> tuple[np.ndarray, dict]:
+    """Region growing from a seed (see the module docstring); returns the mask and details."""
     from skimage.segmentation import flood
 
     seed = _disc_level(smoothed, row, col, 2)
@@ -242,15 +242,15 @@ def grow_from_point(smoothed: np.ndarray, row: int, col: int, noise: float,
         band = np.abs(smoothed - seed) <= tolerance
         region = _component_at(band, row, col) if band[row, col] else flood(smoothed, (row, col), tolerance=tolerance)
         return region, {"seed_level": seed, "tolerance": tolerance, "rule": "fixed tolerance"}
-    start, tolerance = _textured_flood(smoothed, row, col, seed, noise, stop_at_edge)
+    start, tolerance = _textured_flood(smoothed, row, col, seed, noise)
     if tolerance > 3.0 * noise:  # textured: the finding's level is that of the whole flooded region
         seed = float(np.median(smoothed[start]))
-    region, details = refine_half_way(smoothed, row, col, seed, start, noise, stop_at_edge=stop_at_edge)
+    region, details = refine_half_way(smoothed, row, col, seed, start, noise)
     return region, {"seed_level": seed, "rule": "half-way threshold", "flood_tolerance": tolerance} | details
 
 
 def _textured_flood(smoothed: np.ndarray, row: int, col: int, seed: float, noise: float,
-                    stop_at_edge: bool, doublings: int = 4) -> tuple[np.ndarray, float]:
+                    doublings: int = 4) -> tuple[np.ndarray, float]:
     """Flood from the seed within 3 noise deviations; while the ring just outside still looks like the
     seed (a textured finding), double the tolerance, up to ``doublings`` times."""
     from skimage.segmentation import flood
@@ -261,7 +261,7 @@ def _textured_flood(smoothed: np.ndarray, row: int, col: int, seed: float, noise
         ring = _ring(region, 2, 5)
         if not ring.any() or abs(float(np.median(smoothed[ring])) - seed) >= 3.0 * noise:
             break
-        if stop_at_edge and _touches_edge(region):
+        if _touches_edge(region):
             break
         tolerance *= 2.0
         region = flood(smoothed, (row, col), tolerance=tolerance, connectivity=1)
@@ -536,59 +536,6 @@ def measure(mask: np.ndarray, image: LoadedImage) -> dict[str, Any]:
     return out
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
-
-
-def overlay(grey: np.ndarray, mask: np.ndarray, rgb: np.ndarray | None = None,
-            box: tuple[int, int, int, int] | None = None, point: tuple[int, int] | None = None) -> np.ndarray:
-    """The image in colour with the mask tinted and outlined (yellow), the box (cyan) and point (magenta)."""
-    from skimage.segmentation import find_boundaries
-
-    base = (rgb if rgb is not None else np.repeat(grey[..., None], 3, axis=2)).astype(np.uint8, copy=True)
-    tinted = 0.65 * base[mask] + 0.35 * np.array([255.0, 60.0, 60.0])
-    base[mask] = np.clip(np.rint(tinted), 0, 255).astype(np.uint8)
-    rows_in, cols_in = np.nonzero(mask)
-    if rows_in.size:  # outline, computed in a window around the mask
-        r0, r1 = max(0, rows_in.min() - 1), min(mask.shape[0], rows_in.max() + 2)
-        c0, c1 = max(0, cols_in.min() - 1), min(mask.shape[1], cols_in.max() + 2)
-        window = base[r0:r1, c0:c1]
-        window[find_boundaries(mask[r0:r1, c0:c1], mode="inner")] = (255, 230, 0)
-    rows, cols = mask.shape
-    if box is not None:
-        x0, y0, x1, y1 = box
-        base[y0, x0:x1] = base[y1 - 1, x0:x1] = (0, 220, 255)
-        base[y0:y1, x0] = base[y0:y1, x1 - 1] = (0, 220, 255)
-    if point is not None:
-        x, y = point
-        base[max(0, y - 3):min(rows, y + 4), x] = (255, 0, 255)
-        base[y, max(0, x - 3):min(cols, x + 4)] = (255, 0, 255)
-    return base
-
-
-def _save_png(array: np.ndarray, path: Path) -> str:
-    from PIL import Image
-
-    Image.fromarray(array).save(path, format="PNG", compress_level=1)
-    return str(path)
-
-
-def _load_mask(path: str, shape: tuple[int, int]) -> np.ndarray | str:
-    """A ground-truth mask as bool, or the reason it cannot be used."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as handle:
-            array = np.asarray(handle.convert("L"))
-    except (OSError, ValueError) as exc:
-        return f"cannot read ground-truth mask {Path(path).name}: {exc}"
-    if array.shape != shape:
-        return (f"ground-truth mask {Path(path).name} is {array.shape[1]}x{array.shape[0]}, "
-                f"image is {shape[1]}x{shape[0]}")
-    return array > 0
-
-
 # ---------------------------------------------------------------- the tool
 
 
@@ -779,8 +726,8 @@ class SegmentTool:
         grey = display_grey(image, window if image.is_ct else None)
         box, point = _pixel_prompts(args, image.shape, args.image_id)
         stem = _file_stem(args)
-        mask_path = _save_png((seg.mask * 255).astype(np.uint8), out_dir / f"{stem}-mask.png")
-        overlay_path = _save_png(overlay(grey, seg.mask, image.rgb, box, point), out_dir / f"{stem}-overlay.png")
+        mask_path = save_png((seg.mask * 255).astype(np.uint8), out_dir / f"{stem}-mask.png")
+        overlay_path = save_png(overlay(grey, seg.mask, image.rgb, box, point), out_dir / f"{stem}-overlay.png")
         data: dict[str, Any] = {
             "image_id": args.image_id, "mode": seg.mode, "method": seg.method, "modality": image.modality,
             "format": image.format, "size": [image.shape[1], image.shape[0]],
@@ -793,7 +740,7 @@ class SegmentTool:
         if image.is_ct:
             data["image_hu_range"] = [round(float(image.pixels.min()), 1), round(float(image.pixels.max()), 1)]
         if info.get("mask"):
-            truth = _load_mask(info["mask"], image.shape)
+            truth = load_mask(info["mask"], image.shape)
             if isinstance(truth, str):
                 data["dice_error"] = truth
             else:

@@ -92,8 +92,25 @@ def summarise(records: list[EpisodeRecord]) -> dict:
         "mean_seconds": mean([r.seconds for r in records]),
         "accuracy_by_specialty": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_specialty.items())},
         "match_levels": _count((r.verdict or {}).get("level", "none") for r in ok),
+        **summarise_tools(ok),
         **summarise_scores(ok),  # axes means, top-k accuracy, mean composite, patient ratings
     }
+
+
+def summarise_tools(records: list[EpisodeRecord]) -> dict:
+    """Tool use over a run: mean calls per episode, calls per tool, invalid arguments, errors, and the
+    share of episodes that used the tools their case calls for (over the cases that name some)."""
+    metrics = [r.tool_metrics for r in records if r.tool_metrics]
+    calls: dict[str, int] = {}
+    for m in metrics:
+        for name, n in m.get("calls", {}).items():
+            calls[name] = calls.get(name, 0) + n
+    relevant = [m["relevant_used"] for m in metrics if m.get("relevant_used") is not None]
+    return {"mean_tool_calls": round(statistics.fmean(r.tool_calls for r in records), 4) if records else None,
+            "tool_calls": dict(sorted(calls.items())),
+            "tool_invalid_arguments": sum(m.get("invalid_arguments", 0) for m in metrics),
+            "tool_errors": sum(m.get("errors", 0) for m in metrics),
+            "relevant_tools_used": round(statistics.fmean(relevant), 4) if relevant else None}
 
 
 def _count(items) -> dict[str, int]:
