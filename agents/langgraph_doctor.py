@@ -215,13 +215,13 @@ class GraphDoctor:
         return {"action": action.model_dump(), "messages": messages, "calls": [],
                 "fallbacks": state.get("fallbacks", 0) + 1}
 
-    def _wait(self, state: DoctorState) -> dict:
+    async def _wait(self, state: DoctorState) -> dict:
         answer = interrupt({"turn": state["turn"], "action": state["action"]})
         if not isinstance(answer, dict):
             answer = {"observation": str(answer)}
         return {"observation": str(answer.get("observation") or ""), "images": list(answer.get("images") or [])}
 
-    def _finish(self, state: DoctorState) -> dict:
+    async def _finish(self, state: DoctorState) -> dict:
         return {"done": True}
 
     # -- messages ----------------------------------------------------------------------------
@@ -323,8 +323,8 @@ class GraphDoctor:
             raise AgentClinicError(f"no episode with thread id {thread_id!r} in this doctor's checkpointer")
         self.thread_id, self._started = thread_id, True
         self.brief = state.values.get("brief", "")
-        if state.values.get("done") or not state.next:
-            return ACTION.validate_python(state.values["action"]) if state.values.get("action") else None
+        if state.values.get("done") or not state.values.get("action"):
+            return None
         return ACTION.validate_python(state.values["action"])
 
     def override(self, action: Action | str | dict) -> Action:

@@ -7,6 +7,7 @@ import asyncio
 import copy
 import json
 
+import numpy as np
 import pytest
 
 from agentclinic.agents.base import PatientReply, Verdict
@@ -381,7 +382,8 @@ def test_env_terminal_reward_is_the_composite_and_the_wrapper_reweights():
     _, reward, terminated, _, info = env.step("DIAGNOSIS READY: Community-acquired pneumonia")
     assert terminated and set(info["axes"]) == set(AXES) and reward == info["composite"]
     assert 0.6 <= reward < 1.0 and info["axes"]["diagnosis"] == 1.0 and info["axes"]["coverage"] == 0.25
-    assert info["scores"]["details"]["coverage"]["disclosed"] == [{"fact": "cough", "turn": 1}]
+    assert "scores" not in info and env.unwrapped.clinic.scores["details"]["coverage"]["disclosed"] == [
+        {"fact": "cough", "turn": 1}]
     wrapped = RewardWeights(ClinicEnv([CASE], clinic=lexical_clinic()), {"diagnosis": 1})
     wrapped.reset(seed=0)
     assert wrapped.step("Any fever?")[1] == 0.0
@@ -393,6 +395,24 @@ def test_env_terminal_reward_is_the_composite_and_the_wrapper_reweights():
     assert reward == 0.0 == info["composite"]
     with pytest.raises(ConfigError, match="unknown score axis"):
         RewardWeights(env, {"bedside_manner": 1})
+
+
+def test_vector_envs_batch_the_final_info_when_only_some_envs_end():
+    import gymnasium
+
+    from agentclinic.env import ENV_ID
+
+    no_exam = CASE.model_copy(update={"examination": [], "id": "no-exam"})
+    make = lambda: gymnasium.make(ENV_ID, scenarios=[no_exam], clinic=lexical_clinic())  # noqa: E731
+    envs = gymnasium.vector.SyncVectorEnv([make, make])
+    envs.reset(seed=[1, 2])
+    _, rewards, terminated, _, infos = envs.step(["Hello, what brings you in?", "DIAGNOSIS READY: CAP"])
+    assert list(terminated) == [False, True] and rewards[0] == 0.0 and rewards[1] == infos["composite"][1]
+    assert list(infos["_axes"]) == [False, True] and np.isnan(infos["axes"]["examination"][1])
+    assert infos["verdict"]["level"][1] == "synonym" and list(infos["_verdict"]) == [False, True]
+    _, rewards, terminated, _, infos = envs.step(["DIAGNOSIS READY: Migraine", "Hello"])  # env 1 was reset
+    assert list(terminated) == [True, False] and infos["axes"]["diagnosis"][0] == 0.0
+    envs.close()
 
 
 def test_truncation_is_scored_too():

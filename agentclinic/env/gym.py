@@ -8,10 +8,14 @@ the end, the judge's verdict and the scores.
 
 Reward: 0 until the episode ends; then the weighted composite of every scoring axis
 (``weights=``, default ``agentclinic.scoring.DEFAULT_WEIGHTS``; diagnosis dominates). The final
-``info`` carries ``axes`` (every axis, value in [0, 1] or None), ``composite`` and ``scores``
-(the evidence). ``RewardWeights(env, weights)`` re-weights the terminal reward from ``info``;
+``info`` carries ``axes`` (every axis, value in [0, 1], NaN where the case leaves it undefined) and
+``composite``; the evidence is in ``env.unwrapped.clinic.scores``. ``RewardWeights(env, weights)``
+re-weights the terminal reward from ``info``;
 ``RewardWeights(env, {"diagnosis": 1})`` gives the plain 1 / 0 for a correct / wrong diagnosis
 (0.5 narrower, 0.25 broader).
+
+``info`` is kept batchable by vector envs (same type for a key in every env, or the key absent):
+the verdict is absent until there is one, and a verdict's empty fields are left out.
 """
 
 from __future__ import annotations
@@ -66,6 +70,19 @@ def model_clinic(*, patient: str = "scripted", measurement: str = "scripted", ju
                         patient_bias=patient_bias, image_policy=image_policy, budget=budget, cache=cache)
 
 
+def batchable(info: dict) -> dict:
+    """``info`` as vector envs can stack it: no ``verdict`` until there is one and no empty verdict
+    fields, undefined axes as NaN, the scores' evidence left out (it is on ``clinic.scores``)."""
+    info = dict(info)
+    verdict = info.pop("verdict", None)
+    if verdict is not None:
+        info["verdict"] = {k: v for k, v in verdict.items() if v is not None}
+    info.pop("scores", None)
+    if "axes" in info:
+        info["axes"] = {k: float("nan") if v is None else float(v) for k, v in info["axes"].items()}
+    return info
+
+
 class ClinicEnv(gym.Env):
     """A consultation per episode; ``reset(seed=..., options={"scenario": id})`` picks the case."""
 
@@ -102,12 +119,12 @@ class ClinicEnv(gym.Env):
         episode_seed = int(self.np_random.integers(2**31 - 1))
         observation, info = self.clinic.reset(scenario, episode_seed)
         self._last = to_charset(observation)
-        return self._last, info
+        return self._last, batchable(info)
 
     def step(self, action):
         result = self._loop.run_until_complete(self.clinic.step(action))
         self._last = to_charset(result.observation)
-        return self._last, result.reward, result.terminated, result.truncated, result.info
+        return self._last, result.reward, result.terminated, result.truncated, batchable(result.info)
 
     def render(self):
         if self.render_mode == "ansi":

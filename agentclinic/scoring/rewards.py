@@ -98,12 +98,13 @@ class ScoreWeights(BaseModel):
 
 
 def composite(axes: Mapping[str, float | None], weights: ScoreWeights | Mapping[str, Any] | None = None) -> float:
-    """Weighted mean of the defined axes (None ones are left out); 0 when no weighted axis is defined."""
+    """Weighted mean of the defined axes (None or NaN ones are left out); 0 when no weighted axis is defined."""
     w = ScoreWeights.parse(weights).as_dict()
-    total = sum(w[a] for a, v in axes.items() if v is not None and a in w)
+    defined = {a: float(v) for a, v in axes.items() if v is not None and a in w and not math.isnan(float(v))}
+    total = sum(w[a] for a in defined)
     if total <= 0:
         return 0.0
-    value = sum(w[a] * float(v) for a, v in axes.items() if v is not None and a in w) / total
+    value = sum(w[a] * v for a, v in defined.items()) / total
     return round(value, 4) if math.isfinite(value) else 0.0
 
 
