@@ -108,6 +108,8 @@ def test_axes_are_the_union_across_records_and_none_is_skipped(tmp_path):
 def test_top_k_and_bias_keys():
     assert top_k_hits({"diagnosis": {"top_k": {"1": False, "5": True}, "level": "wrong"}}) == {1: False, 5: True}
     assert top_k_hits({"diagnosis": {"top1": 1, "top-3": 0}}) == {1: True, 3: False}
+    scored = {"diagnosis": {"level": "wrong", "top_k": {"top1": False, "top3": True, "top5": True}}}  # as scored
+    assert top_k_hits(scored) == {1: False, 3: True, 5: True}
     assert top_k_hits({}) == {}
     biased = record(0, biases={"patient": {"role": "patient", "names": ["recency"], "applied": False},
                                "doctor": {"role": "doctor", "names": ["confirmation", "recency"]}})

@@ -154,7 +154,8 @@ _TOP = re.compile(r"^top[_\-]?(\d+)(?:[_\-]?(?:correct|hit|match))?$", re.I)
 
 
 def top_k_hits(scores: dict[str, Any]) -> dict[int, bool]:
-    """``{k: hit}`` from ``scores["diagnosis"]``: keys like ``top_1``/``top3`` or a ``top_k`` mapping."""
+    """``{k: hit}`` from ``scores["diagnosis"]``: keys like ``top_1``/``top3``, or a ``top_k`` mapping whose
+    keys are ``1`` or ``top1``."""
     diagnosis = scores.get("diagnosis") if isinstance(scores, dict) else None
     if not isinstance(diagnosis, dict):
         return {}
@@ -165,8 +166,9 @@ def top_k_hits(scores: dict[str, Any]) -> dict[int, bool]:
             hits[int(match.group(1))] = bool(value)
         elif re.fullmatch(r"top[_\-]?k", str(key), re.I) and isinstance(value, dict):
             for k, v in value.items():
-                if str(k).isdigit() and isinstance(v, (bool, int, float)):
-                    hits[int(k)] = bool(v)
+                inner = re.fullmatch(r"(?:top[_\-]?)?(\d+)", str(k), re.I)
+                if inner and isinstance(v, (bool, int, float)):
+                    hits[int(inner.group(1))] = bool(v)
     return hits
 
 

@@ -37,18 +37,22 @@ def _dicom_image(path: Path):
 
     ds = pydicom.dcmread(str(path))
     pixels = ds.pixel_array
+    photometric = str(getattr(ds, "PhotometricInterpretation", "")).upper()
     try:
-        from pydicom.pixels import apply_voi_lut
+        from pydicom.pixels import apply_color_lut, apply_voi_lut
 
-        pixels = apply_voi_lut(pixels, ds)
-    except Exception:  # noqa: BLE001 - no window in the file, or an older pydicom: min-max below
+        if photometric == "PALETTE COLOR":
+            pixels = apply_color_lut(pixels, ds)
+        elif photometric.startswith("MONOCHROME"):
+            pixels = apply_voi_lut(pixels, ds)
+    except Exception:  # noqa: BLE001, S110 - no LUT or window in the file, or an older pydicom: min-max below
         pass
     pixels = np.asarray(pixels, dtype=np.float64)
     if pixels.ndim == 3 and pixels.shape[-1] not in (3, 4):
         pixels = pixels[pixels.shape[0] // 2]  # a volume: its middle slice
     lo, hi = float(pixels.min()), float(pixels.max())
     scaled = (pixels - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(pixels)
-    if str(getattr(ds, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+    if photometric == "MONOCHROME1":
         scaled = 255 - scaled
     return Image.fromarray(scaled.astype(np.uint8))
 

@@ -58,8 +58,10 @@ def _grouped_bars(ax, groups: list[str], stats: Sequence[RunStats], rates_of, wi
     for i, s in enumerate(stats):
         rates = [rates_of(s, g) for g in groups]
         values = [r.value if r is not None and r.n else 0.0 for r in rates]
+        # the edge keeps a zero bar visible as a coloured line on the axis
         ax.bar(x + (i - (len(stats) - 1) / 2) * width, values, width, label=s.name, color=_colour(i),
-               yerr=_errors(rates) if with_ci else None, capsize=2, error_kw={"elinewidth": 0.8, "alpha": 0.7})
+               edgecolor=_colour(i), linewidth=1.5, yerr=_errors(rates) if with_ci else None, capsize=2,
+               error_kw={"elinewidth": 0.7, "alpha": 0.5, "ecolor": "#333333"})
     ax.set_xticks(x, groups, rotation=40, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.grid(axis="y", alpha=0.3)
@@ -172,7 +174,7 @@ def axes_bars(stats: Sequence[RunStats]) -> Plot | None:
     for i, s in enumerate(stats):
         means = [(s.composite if n == "composite" else s.axes.get(n)) for n in names]
         ax.bar(x + (i - (len(stats) - 1) / 2) * width, [m.mean if m and m.mean is not None else 0 for m in means],
-               width, color=_colour(i), label=s.name)
+               width, color=_colour(i), edgecolor=_colour(i), linewidth=1.5, label=s.name)
     ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("mean score")

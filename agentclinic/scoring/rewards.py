@@ -86,14 +86,15 @@ class ScoreWeights(BaseModel):
             for part in (p for p in re.split(r"[,;\s]+", value.strip()) if p):
                 name, eq, number = part.partition("=")
                 if not eq:
-                    raise ConfigError(f"weights {value!r}: expected axis=number pairs, e.g. 'diagnosis=0.8,coverage=0.2'")
+                    raise ConfigError(f"weights {value!r}: expected axis=number pairs, "
+                                      "e.g. 'diagnosis=0.8,coverage=0.2'")
                 data[name.strip()] = number.strip()
             value = data
         try:
             return cls.model_validate(dict(value))
         except ValidationError as exc:
-            problems = "; ".join((f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
-                                 for e in exc.errors())
+            problems = "; ".join((f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "")
+                                 + e["msg"].removeprefix("Value error, ") for e in exc.errors())
             raise ConfigError(f"invalid score weights: {problems}") from exc
 
 
@@ -182,8 +183,9 @@ def score_episode_sync(scenario: Scenario, state: EpisodeState, weights: ScoreWe
     return _assemble(scenario, state, weights, rule_judge, prices, rubric.heuristic(state))
 
 
-async def score_episode(scenario: Scenario, state: EpisodeState, weights: ScoreWeights | Mapping[str, Any] | None = None,
-                        *, rule_judge: Any = None, prices: PriceTable | None = None, rubric_model: Any = None,
+async def score_episode(scenario: Scenario, state: EpisodeState,
+                        weights: ScoreWeights | Mapping[str, Any] | None = None, *, rule_judge: Any = None,
+                        prices: PriceTable | None = None, rubric_model: Any = None,
                         rubric_settings: Any = None) -> dict[str, Any]:
     """Every axis with evidence and the composite: ``{"diagnosis": {...}, "axes": {axis: value or None},
     "details": {axis: {...}}, "composite": float, "weights": {...}}``. With ``rubric_model`` the

@@ -153,11 +153,11 @@ def _item_key(key: str) -> str | None:
     k = re.sub(r"[^a-z]+", "_", key.lower()).strip("_")
     if k in ITEMS:
         return k
-    for cue, item in (("open", "open_questions"), ("emotion", "acknowledges_emotion"), ("empath", "acknowledges_emotion"),
-                      ("plain", "plain_language"), ("jargon", "plain_language"), ("language", "plain_language"),
-                      ("summar", "summarises"), ("understand", "checks_understanding"), ("check", "checks_understanding"),
-                      ("introduc", "introduces_and_explains"), ("next", "introduces_and_explains"),
-                      ("explain", "introduces_and_explains")):
+    for cue, item in (("open", "open_questions"), ("emotion", "acknowledges_emotion"),
+                      ("empath", "acknowledges_emotion"), ("plain", "plain_language"), ("jargon", "plain_language"),
+                      ("language", "plain_language"), ("summar", "summarises"), ("understand", "checks_understanding"),
+                      ("check", "checks_understanding"), ("introduc", "introduces_and_explains"),
+                      ("next", "introduces_and_explains"), ("explain", "introduces_and_explains")):
         if cue in k:
             return item
     return None
@@ -235,7 +235,8 @@ def transcript(state: EpisodeState) -> str:
         kind = action.get("type")
         if kind == "ask":
             lines.append(f"Doctor: {action.get('text', '')}")
-            lines.append(event.observation if event.observation.startswith("Patient:") else f"Patient: {event.observation}")
+            reply = event.observation
+            lines.append(reply if reply.startswith("Patient:") else f"Patient: {reply}")
         elif kind == "examine":
             lines.append(f"[The doctor examines the patient{': ' + action['system'] if action.get('system') else ''}.]")
         elif kind == "order_tests":
@@ -277,8 +278,8 @@ async def grade_with_model(state: EpisodeState, model: Any, settings: Any = None
     for item in ITEMS:
         if item in parsed:
             entry = parsed[item]
-            items[item] = entry | {"verified": quote_found(entry["evidence"], utterances) if entry["evidence"] else None,
-                                   "source": "model"}
+            verified = quote_found(entry["evidence"], utterances) if entry["evidence"] else None
+            items[item] = entry | {"verified": verified, "source": "model"}
         else:
             items[item] = fallback.details["items"][item] | {"source": "heuristic (missing from the grader's reply)"}
     value = sum(i["score"] for i in items.values()) / len(items)

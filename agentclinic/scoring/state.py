@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agentclinic.agents.base import Verdict
@@ -26,7 +26,6 @@ class EpisodeState:
     cost: float = 0.0
     price_table: str | None = None
     truncated_by: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_clinic(cls, clinic: Any) -> EpisodeState:
