@@ -151,6 +151,9 @@ def run(
     max_turns: Annotated[Optional[int], typer.Option(help="turn budget (AgentClinic: 20)")] = None,
     max_tests: Annotated[Optional[int], typer.Option(help="test budget")] = None,
     max_cost: Annotated[Optional[float], typer.Option(help="money budget, US dollars")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="score axis weights of the composite reward, e.g. "
+                                                       "'diagnosis=0.8,coverage=0.2' (axes left out weigh 0; "
+                                                       "default: docs/scoring.md)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="folder that holds runs (default: runs)")] = None,
     run_id: Annotated[Optional[str], typer.Option(help="run folder name (default: time and doctor)")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in --run-id where it stopped")] = False,
@@ -162,7 +165,7 @@ def run(
                  patient=patient, measurement=measurement, judge=judge, patient_bias=patient_bias,
                  doctor_bias=doctor_bias, image_policy=image_policy, cache=str(cache) if cache else None,
                  temperature=temperature, max_tokens=max_tokens, model_seed=model_seed, episodes=episodes, seed=seed,
-                 concurrency=concurrency, max_turns=max_turns, max_tests=max_tests, max_cost=max_cost,
+                 concurrency=concurrency, max_turns=max_turns, max_tests=max_tests, max_cost=max_cost, weights=weights,
                  out=str(out) if out else None, run_id=run_id)
     try:
         resolved, other = resolve_config(flags, config)
@@ -176,7 +179,7 @@ def run(
     for label, key in (("episodes", "episodes"), ("accuracy", "accuracy"), ("correct", "correct"),
                        ("incorrect", "incorrect"), ("no diagnosis", "no_diagnosis"), ("errors", "errors"),
                        ("mean turns", "mean_turns"), ("mean tests", "mean_tests"), ("mean cost (USD)", "mean_cost"),
-                       ("mean tool calls", "mean_tool_calls"), ("relevant tools used", "relevant_tools_used"),
+                       ("mean composite score", "mean_composite"), ("mean tool calls", "mean_tool_calls"), ("relevant tools used", "relevant_tools_used"),
                        ("tool errors", "tool_errors")):
         value = summary.get(key)
         table.add_row(label, "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value))

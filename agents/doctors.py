@@ -4,7 +4,9 @@
   medications, allergies, social and family history, review of systems), examines, ranks
   the knowledge-base diseases against everything it has heard (sentence embeddings, or a
   lexical overlap without a model), orders the typical tests of the leading hypotheses,
-  re-ranks with the results and diagnoses - always within the turn budget.
+  re-ranks with the results and diagnoses - always within the turn budget. It uses the
+  registered expert tools: segments the case's images, checks radiology reports, and looks
+  its findings up with the retrieval tool before diagnosing.
 * ``RandomDoctor`` acts at random (seeded): a floor for any metric.
 * ``HumanDoctor`` lets a person play the doctor at the terminal.
 
@@ -396,8 +398,19 @@ class ScriptedDoctor:
     leader or left the two leaders within 10% - a few more for the two leaders; then the
     diagnosis (primary, ``differential`` runners-up, confidence from the score margin). The
     plan shrinks to fit ``max_turns``: the diagnosis comes at turn ``max_turns - 1`` at the
-    latest. Deterministic: the same observations give the same actions (``seed`` is kept
-    for the protocol; nothing here is random).
+    latest, or at ``max_turns`` when the retrieval lookup takes the turn before it.
+    Deterministic: the same observations give the same actions (``seed`` is kept for the
+    protocol; nothing here is random).
+
+    Expert tools (``use_tools``; each only when registered, and a failing call is logged and
+    skipped): when the brief mentions images, they are requested after the examination (two
+    history questions fewer); each received image (on request or upfront, at most
+    ``max_segments``) is segmented automatically, its measurements folded in as weak
+    evidence; a radiology report received (FINDINGS / IMPRESSION) is checked with
+    ``check_report`` when a turn is free after the tests (at most ``max_report_checks``);
+    before the diagnosis the positive findings go to ``retrieve`` and its ranking is fused
+    with the knowledge-base ranking (``retrieval_weight``, see ``_fused``). ``tool_log``
+    keeps each call with its result or error.
 
     Ranking (``rank``): every statement heard (brief, replies, examination; vital signs read
     as words when abnormal, normal findings and denials dropped) is compared with every
@@ -912,7 +925,8 @@ def _option(value: str):
 
 def make_doctor(spec: str, *, settings=None, max_turns: int | None = None, cache=None) -> Doctor:
     """A doctor from a spec: 'scripted', 'random' or 'human', optionally 'name:key=value,...'; or a
-    model spec ('openai/<model>[@<url>][?mode=text|tools]', 'hf/<path>[?mode=...]') for an LLM doctor
+    model spec ('openai/<model>[@<url>][?mode=text|tools]', 'hf/<path>[?mode=...]') for an LLM doctor,
+    or with '?mode=graph' / '?mode=graph-text' (and '&retries=N') the LangGraph tool-using doctor,
     with decoding ``settings``, the turn budget ``max_turns`` and an optional replay ``cache`` path.
     ``max_turns`` also sets the scripted and random doctors' plan unless the spec gives one."""
     if str(spec).strip().startswith(("openai/", "hf/")):
@@ -924,7 +938,8 @@ def make_doctor(spec: str, *, settings=None, max_turns: int | None = None, cache
     if name not in DOCTORS:
         raise ValueError(f"unknown doctor {spec!r}; known doctors: {', '.join(DOCTORS)} "
                          f"(options as 'scripted:max_questions=8'), or a model spec: "
-                         f"openai/<model>[@<base_url>][?mode=text|tools] or hf/<path>[?mode=text|tools]")
+                         f"openai/<model>[@<base_url>][?mode=text|tools|graph|graph-text] or "
+                         f"hf/<path>[?mode=text|tools|graph|graph-text]")
     kwargs = {}
     for item in filter(None, (o.strip() for o in options.split(","))):
         key, eq, value = item.partition("=")

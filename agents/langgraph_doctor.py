@@ -261,14 +261,16 @@ class GraphDoctor:
                "write exactly one of the forms in brackets, at the start of your message:"
                if self.mode == "tools" else
                "Each turn, write exactly one of the forms in brackets, at the start of your message:")
-        return render_prompt("doctor_graph", how=how, tools=expert_tool_lines(), max_turns=self.max_turns,
+        tools = expert_tool_lines(detailed=self.mode == "text")  # in tools mode the function schemas say the rest
+        return render_prompt("doctor_graph", how=how, tools=tools, max_turns=self.max_turns,
                              bias=f"\nHow you think in this consultation:\n{bias_text}" if bias_text else "")
 
     # -- the Doctor protocol -----------------------------------------------------------------
 
     @property
     def config(self) -> dict:
-        return {"configurable": {"thread_id": self.thread_id}}
+        """The LangGraph config of this episode: its thread, and room for every retry of one turn."""
+        return {"configurable": {"thread_id": self.thread_id}, "recursion_limit": 2 * self.retries + 12}
 
     def reset(self, brief: str, seed: int | None = None, *, bias: AppliedBias | str | None = None,
               thread_id: str | None = None) -> None:
@@ -457,8 +459,9 @@ def action_line(action: Action) -> str:
     return f"DIAGNOSIS READY: {action.primary}"
 
 
-def expert_tool_lines() -> str:
-    """The registered expert tools for the prompt: name, arguments (with their types) and description."""
+def expert_tool_lines(detailed: bool = True) -> str:
+    """The registered expert tools for the prompt: name, arguments (with their types) and, when ``detailed``,
+    the description (a model given the function schemas has the descriptions there already)."""
     from agentclinic.tools import tool_functions
 
     lines = []
@@ -468,7 +471,8 @@ def expert_tool_lines() -> str:
         required = set(params.get("required", ()))
         args = ", ".join(f'"{k}": {_type_of(v)}{"" if k in required else " (optional)"}'
                          for k, v in params.get("properties", {}).items())
-        lines.append(f"    - {spec['name']} {{{args}}}: {' '.join(spec['description'].split())}")
+        about = f": {' '.join(spec['description'].split())}" if detailed else ""
+        lines.append(f"    - {spec['name']} {{{args}}}{about}")
     return "\n".join(lines) or "    (no expert tools are available in this consultation)"
 
 

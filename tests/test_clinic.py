@@ -1,12 +1,14 @@
 """A golden episode and the clinic's rules, with the offline scripted agents."""
 
 import asyncio
+import json
 
 import pytest
 
 from agentclinic.env.gym import scripted_clinic
 from agentclinic.env.ledger import Budget
 from agentclinic.errors import AgentClinicError
+from agentclinic.runs.runner import tool_metrics
 from agentclinic.scenario import load_scenarios
 from agentclinic.scenario.loaders import BANK_DIR
 
@@ -77,7 +79,25 @@ def test_test_and_money_budgets_truncate():
 def test_examination_images_and_tools():
     clinic = scripted_clinic()
     clinic.reset(STEMI)
-    exam, image, tool = play(clinic, ["Examine: heart", "REQUEST IMAGES", "CALL TOOL: segment {}"])
+    exam, image, unknown, invalid = play(clinic, ["Examine: heart", "REQUEST IMAGES", "CALL TOOL: xray_vision {}",
+                                                  "CALL TOOL: segment {}"])
     assert "soft S4" in exam.observation
     assert image.observation.startswith("Error:") and "no images" in image.observation
-    assert "unknown tool 'segment'" in tool.observation
+    assert "unknown tool 'xray_vision'" in unknown.observation and "segment" in unknown.observation
+    assert invalid.observation.startswith("Error: invalid arguments for segment") and "image_id" in invalid.observation
+    assert clinic.events[-1].tool["invalid_arguments"] and clinic.ledger.tool_calls == 0
+
+
+def test_tool_calls_are_recorded_and_counted():
+    clinic = scripted_clinic()
+    clinic.reset(STEMI)
+    report = ("FINDINGS: There is a 12 mm nodule in the right upper lobe. No pleural effusion.\n"
+              "IMPRESSION: 21 mm nodule in the right upper lobe.")
+    [result] = play(clinic, ["CALL TOOL: check_report " + json.dumps({"report": report})])
+    tool = clinic.events[-1].tool
+    assert result.observation.startswith("Tool check_report:") and tool["name"] == "check_report"
+    assert "measurement_change" in {e["type"] for e in tool["data"]["errors"]} and tool["seconds"] >= 0
+    assert clinic.ledger.tool_calls == 1 and not result.terminated
+    metrics = tool_metrics(clinic.events, ["check_report", "segment"])
+    assert metrics["calls"] == {"check_report": 1} and metrics["invalid_arguments"] == 0
+    assert metrics["relevant_used"] is False and tool_metrics(clinic.events, ["check_report"])["relevant_used"]

@@ -478,6 +478,8 @@ def test_make_doctor_builds_each_kind_with_options():
     doctor = make_doctor("scripted:max_questions=6, max_turns=30")
     assert (doctor.max_questions, doctor.max_turns) == (6, 30)
     assert make_doctor("random:p_diagnose=0.5").p_diagnose == 0.5
+    assert make_doctor("scripted").use_tools and not make_doctor("scripted:use_tools=false").use_tools
+    assert make_doctor("scripted:retrieval_weight=0.3").retrieval_weight == 0.3
 
 
 @pytest.mark.parametrize("spec, message", [

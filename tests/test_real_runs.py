@@ -56,7 +56,9 @@ def test_a_server_killed_mid_run_leaves_error_records_and_resume_finishes(tmp_pa
     url = f"http://127.0.0.1:{port}/v1"
     log = tmp_path / "server.log"
     spec = f"openai/smollm2@{url}?attempts=2&backoff=0.1"
-    command = [sys.executable, "-m", "agentclinic.cli", "run", "--doctor", spec, "--patient", spec,
+    config = tmp_path / "slow.toml"
+    config.write_text("timeout_s = 600\n", encoding="utf-8")  # only the kill may fail a call, not a slow CPU
+    command = [sys.executable, "-m", "agentclinic.cli", "run", "--config", str(config), "--doctor", spec, "--patient", spec,
                "--measurement", "scripted", "--episodes", "6", "--concurrency", "1", "--max-turns", "2",
                "--max-tokens", "8", "--out", str(tmp_path), "--run-id", "killed"]
     for case in CASES:

@@ -10,12 +10,12 @@ import json
 import numpy as np
 import pytest
 
-from agentclinic.agents.base import PatientReply, Verdict
+from agentclinic.agents.base import Verdict
 from agentclinic.agents.embeddings import Embedder
 from agentclinic.agents.judge import RuleJudge
 from agentclinic.backends.base import ChatResult, Usage
 from agentclinic.env.clinic import Clinic
-from agentclinic.env.gym import ClinicEnv, RewardWeights, scripted_clinic
+from agentclinic.env.gym import ClinicEnv, RewardWeights
 from agentclinic.env.ledger import Budget
 from agentclinic.errors import ConfigError
 from agentclinic.runs.record import Event

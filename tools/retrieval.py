@@ -4,10 +4,10 @@ ICD-10-CM titles and, on request, HPO disease annotations.
 ``build_index`` and ``search`` are the one way in (the CLI and the tool both call them). Passages
 are embedded with the shared sentence-transformers model (``agents/embeddings.py``) into a faiss
 inner-product index over unit vectors (moved to the GPU when faiss sees one) and scored lexically
-with BM25 (rank-bm25); the two are fused by a weighted sum of absolute scores, hits are grouped by
-disease, and an adaptive cut-off with an absolute floor drops weak tails and nonsense queries.
-Each source's passages and faiss index are cached on disk, keyed by the source's fingerprint and
-the model name; one index lives per process.
+with BM25 (rank-bm25); the two are fused by a weighted sum (cosine and BM25 over the query's best
+BM25), hits are grouped by disease (ICD-10-CM and HPO passages join the KB disease they code or
+name), and an adaptive cut-off plus absolute floors drop weak tails and nonsense queries. Each
+source's passages and faiss index are cached on disk (``corpus.py``); one index lives per process.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -27,19 +26,24 @@ from pydantic import BaseModel, Field, field_validator
 
 from agentclinic.agents.embeddings import tokens
 from agentclinic.errors import ConfigError
-from agentclinic.tools.base import ToolArgumentError, ToolArguments, ToolContext, ToolError, ToolResult
-from agentclinic.tools.corpus import DEFAULT_SOURCES, SOURCES, Passage, source_fingerprint, source_passages
+from agentclinic.tools.base import ToolArgumentError, ToolArguments, ToolContext, ToolResult
+from agentclinic.tools.corpus import (DEFAULT_SOURCES, SOURCES, Passage, build_source, cache_root, is_cached,
+                                     load_source, source_dir)
 from agentclinic.tools.registry import register_tool
 
 Mode = Literal["hybrid", "dense", "bm25"]
 Fusion = Literal["sum", "rrf"]
 
-DENSE_WEIGHT = 0.6  # weighted sum: DENSE_WEIGHT * cosine + (1 - DENSE_WEIGHT) * BM25 / best BM25
-RRF_K = 60  # reciprocal-rank fusion constant (only for comparison; the sum fuses better here)
+DENSE_WEIGHT = 0.5  # weighted sum: DENSE_WEIGHT * cosine + (1 - DENSE_WEIGHT) * BM25 / best BM25
+RRF_K = 60  # reciprocal-rank fusion constant (kept for comparison; the weighted sum measured better)
 CANDIDATES = 200  # passages taken from each of the dense and the BM25 rankings before fusion
-DENSE_FLOOR = 0.40  # absolute gate: passages less similar to the query than this never become hits
-LEXICAL_FLOOR = 0.30  # the same, without an embedding model: share of the query's IDF mass matched
-RELATIVE_CUTOFF = 0.70  # hits scoring under this fraction of the best are dropped
+# Absolute floors: a query whose best passage is less similar than QUERY_FLOOR gets no hits at all
+# (nonsense), and no passage under PASSAGE_FLOOR becomes a hit. Without an embedding model the same
+# two floors apply to the share of the query's IDF mass a passage contains.
+QUERY_FLOOR = {"dense": 0.40, "lexical": 0.35}
+PASSAGE_FLOOR = {"dense": 0.30, "lexical": 0.20}
+RELATIVE_CUTOFF = 0.60  # adaptive cut-off: drop hits under this fraction of the best score ...
+RELATIVE_DROP = 0.25  # ... and stop at the first hit scoring this much below the one before it
 PASSAGES_PER_HIT = 3
 SNIPPET_CHARS = 160
 
@@ -76,6 +80,7 @@ class IndexInfo(BaseModel):
     cache_path: str
     model: str
     dense: bool
+    faiss_gpu: bool = False
     seconds: float
     cache_hit: bool
 
@@ -95,13 +100,11 @@ def bm25_tokens(text: str) -> list[str]:
     return out
 
 
+_UNSPECIFIED = re.compile(r",?\s*unspecified$", re.IGNORECASE)
+
+
 def _name_key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", " ".join(bm25_tokens(name)))
-
-
-def cache_root() -> Path:
-    """``$AGENTCLINIC_CACHE/retrieval``, else ``~/.cache/agentclinic/retrieval``."""
-    return Path(os.environ.get("AGENTCLINIC_CACHE", Path.home() / ".cache" / "agentclinic")) / "retrieval"
 
 
 def default_sources() -> tuple[str, ...]:
@@ -117,7 +120,9 @@ def default_sources() -> tuple[str, ...]:
 
 
 def _check_sources(sources: Any) -> tuple[str, ...]:
-    chosen = tuple(dict.fromkeys(sources))
+    if isinstance(sources, str):
+        sources = sources.split(",")
+    chosen = tuple(dict.fromkeys(s.strip() for s in sources))
     unknown = [s for s in chosen if s not in SOURCES]
     if unknown or not chosen:
         raise ToolArgumentError(f"unknown source(s) {unknown or '(none given)'}; known: {', '.join(SOURCES)}")
@@ -128,55 +133,6 @@ def _embedder():
     from agentclinic.agents.embeddings import default_embedder
 
     return default_embedder()
-
-
-# ---------------------------------------------------------------- per-source cache
-
-
-def _source_dir(source: str, model: str) -> Path:
-    model_key = hashlib.sha256(model.encode()).hexdigest()[:8]
-    return cache_root() / f"{source}-{source_fingerprint(source)}-{model_key}"
-
-
-def _is_cached(source: str, model: str, dense: bool) -> bool:
-    folder = _source_dir(source, model)
-    return (folder / "passages.jsonl").exists() and (not dense or (folder / "index.faiss").exists())
-
-
-def _load_source(folder: Path, dense: bool):
-    import faiss
-
-    passages = [Passage.model_validate_json(line)
-                for line in (folder / "passages.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    index = faiss.read_index(str(folder / "index.faiss")) if dense else None
-    if index is not None and index.ntotal != len(passages):
-        raise ValueError("index and passages disagree")
-    return passages, index
-
-
-def _build_source(source: str, folder: Path, embedder) -> tuple[list[Passage], Any]:
-    import faiss
-
-    passages = source_passages(source)
-    index = None
-    if embedder.available:
-        with embedder.lock:  # the shared model, batched directly (a corpus must not flood the query cache)
-            vectors = embedder.model.encode([p.text for p in passages], batch_size=64, normalize_embeddings=True,
-                                            convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
-        index = faiss.IndexFlatIP(vectors.shape[1])
-        index.add(vectors)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        suffix = f".{os.getpid()}.tmp"
-        tmp = folder / f"passages.jsonl{suffix}"
-        tmp.write_text("".join(p.model_dump_json() + "\n" for p in passages), encoding="utf-8")
-        if index is not None:
-            faiss.write_index(index, str(folder / f"index.faiss{suffix}"))
-            os.replace(folder / f"index.faiss{suffix}", folder / "index.faiss")
-        os.replace(tmp, folder / "passages.jsonl")  # written last: its presence means the folder is complete
-    except OSError:
-        pass  # a read-only cache only costs a rebuild next time
-    return passages, index
 
 
 # ---------------------------------------------------------------- the index
@@ -204,6 +160,7 @@ class RetrievalIndex:
     postings: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     idf: dict[str, float] = field(default_factory=dict)
     k1: float = 1.5
+    max_idf: float = 1.0
     gpu: Any = None
 
     def __post_init__(self) -> None:
@@ -246,7 +203,7 @@ class RetrievalIndex:
     def _kb_match(p: Passage, exact: dict[str, str], by_code: dict[str, set[str]],
                   by_name: dict[str, str]) -> str | None:
         """The KB disease a passage is about: its own, the one its code names or is the only one
-        under, or the one it names exactly; else None."""
+        under, or the one it names (a KB name or alias, ", unspecified" aside); else None."""
         if p.source == "kb":
             return p.disease_id
         if p.icd10 in exact:
@@ -254,7 +211,7 @@ class RetrievalIndex:
         under = by_code.get(p.icd10 or "", set())
         if len(under) == 1:
             return next(iter(under))
-        return by_name.get(_name_key(p.disease))
+        return by_name.get(_name_key(_UNSPECIFIED.sub("", p.disease)))  # "Psoriasis, unspecified" is psoriasis
 
     def _fit_bm25(self) -> None:
         from rank_bm25 import BM25Okapi
@@ -262,6 +219,7 @@ class RetrievalIndex:
         corpus = [bm25_tokens(p.text) for p in self.passages]
         bm25 = BM25Okapi(corpus)
         self.idf, self.k1 = dict(bm25.idf), bm25.k1
+        self.max_idf = max(self.idf.values(), default=1.0)
         doc_len = np.asarray(bm25.doc_len, np.float32)
         norm = bm25.k1 * (1 - bm25.b + bm25.b * doc_len / bm25.avgdl)
         rows: dict[str, tuple[list[int], list[float]]] = {}
@@ -296,8 +254,7 @@ class RetrievalIndex:
     def coverage(self, query_tokens: list[str]) -> np.ndarray:
         """The share of the query's IDF mass each passage contains (unknown words weigh the most)."""
         terms = set(query_tokens)
-        unknown_weight = max(self.idf.values(), default=1.0)
-        total = sum(self.idf.get(t, unknown_weight) for t in terms)
+        total = sum(self.idf.get(t, self.max_idf) for t in terms)
         covered = np.zeros(len(self.passages), np.float32)
         for term in terms & self.postings.keys():
             covered[self.postings[term][0]] += self.idf[term]
@@ -331,13 +288,17 @@ class RetrievalIndex:
                 lexical = (raw / raw.max()).astype(np.float32)  # normalised by the query's best passage
                 coverage = self.coverage(qtok)
                 lexical_rank = [int(i) for i in np.argsort(-lexical, kind="stable")[:CANDIDATES] if lexical[i] > 0]
+        signal, floor = (coverage, "lexical") if mode == "bm25" else (dense, "dense")
+        if not np.any(mask & (signal >= QUERY_FLOOR[floor])):
+            return []  # nothing in the corpus resembles the query
         if mode == "dense":
-            score, gate, candidates = dense, dense >= DENSE_FLOOR, dense_rank
+            score, candidates = dense, dense_rank
         elif mode == "bm25":
-            score, gate, candidates = lexical, coverage >= LEXICAL_FLOOR, lexical_rank
+            score, candidates = lexical, lexical_rank
         else:
-            score = DENSE_WEIGHT * dense + (1 - DENSE_WEIGHT) * lexical
-            gate, candidates = dense >= DENSE_FLOOR, list(dict.fromkeys(dense_rank + lexical_rank))
+            score, candidates = DENSE_WEIGHT * dense + (1 - DENSE_WEIGHT) * lexical, [*dense_rank, *lexical_rank]
+        gate = signal >= PASSAGE_FLOOR[floor]
+        candidates = list(dict.fromkeys(candidates))
         order = {i: float(score[i]) for i in candidates}
         if fusion == "rrf" and mode == "hybrid":
             order = dict.fromkeys(candidates, 0.0)
@@ -352,11 +313,16 @@ class RetrievalIndex:
         best: dict[str, list[int]] = {}
         for i in sorted(candidates, key=lambda i: (-order[i], i)):
             best.setdefault(self.groups[i], []).append(i)
-        ranked = list(best.values())  # already in the order of each group's best passage
+        ranked = list(best.values())[:k]  # already in the order of each group's best passage
         if cutoff and ranked:
-            top = float(score[ranked[0][0]])
-            ranked = [ids for ids in ranked if score[ids[0]] >= RELATIVE_CUTOFF * top]
-        return [self._hit(ids[:PASSAGES_PER_HIT], score) for ids in ranked[:k]]
+            kept = ranked[:1]
+            for ids in ranked[1:]:
+                if (score[ids[0]] < RELATIVE_CUTOFF * score[ranked[0][0]]
+                        or score[ids[0]] < (1 - RELATIVE_DROP) * score[kept[-1][0]]):
+                    break
+                kept.append(ids)
+            ranked = kept
+        return [self._hit(ids[:PASSAGES_PER_HIT], score) for ids in ranked]
 
     def _hit(self, ids: list[int], absolute: np.ndarray) -> Hit:
         first = self.passages[ids[0]]
@@ -390,15 +356,15 @@ def build_index(sources: tuple[str, ...] | list[str] | None = None, force: bool 
         indexes: dict[str, Any] = {}
         hashes, hits = [], []
         for source in sources:
-            folder = _source_dir(source, embedder.name)
+            folder = source_dir(source, embedder.name)
             loaded = None
-            if not force and _is_cached(source, embedder.name, dense):
+            if not force and is_cached(source, embedder.name, dense):
                 try:
-                    loaded = _load_source(folder, dense)
+                    loaded = load_source(folder, dense)
                 except (OSError, ValueError, RuntimeError):
                     loaded = None  # a damaged cache entry is rebuilt
             hits.append(loaded is not None)
-            part, index = loaded or _build_source(source, folder, embedder)
+            part, index = loaded or build_source(source, folder, embedder)
             spans[source] = (len(passages), len(passages) + len(part))
             passages += part
             if index is not None:
@@ -409,9 +375,17 @@ def build_index(sources: tuple[str, ...] | list[str] | None = None, force: bool 
             corpus_hash=hashlib.sha256("|".join(hashes).encode()).hexdigest()[:20], cache_path=str(cache_root()),
             model=embedder.name, dense=dense, seconds=0.0, cache_hit=all(hits))
         index = RetrievalIndex(passages, sources, spans, indexes, info)
+        info.faiss_gpu = index.gpu is not None
         info.seconds = round(time.perf_counter() - started, 3)
         _INDEX = index
         return info
+
+
+def reset_index() -> None:
+    """Forget the process-wide index (the disk cache stays); the next search loads it again."""
+    global _INDEX
+    with _LOCK:
+        _INDEX = None
 
 
 def current_index() -> RetrievalIndex:
@@ -440,7 +414,7 @@ def search(query: str, k: int = 5, sources: tuple[str, ...] | list[str] | None =
         missing = [s for s in sources if s not in index.sources]
         if missing:
             model, dense = _embedder().name, _embedder().available
-            if not all(_is_cached(s, model, dense) for s in missing):
+            if not all(is_cached(s, model, dense) for s in missing):
                 raise ToolArgumentError(
                     f"source(s) {missing} not in the index; build them first with "
                     f"build_index(sources={list(dict.fromkeys([*index.sources, *missing]))}) "
@@ -501,5 +475,5 @@ def _snippet(text: str) -> str:
 
 register_tool(RetrieveTool())
 
-__all__ = ["Hit", "HitPassage", "IndexInfo", "RetrieveTool", "ToolError", "build_index", "current_index",
-           "search"]
+__all__ = ["Hit", "HitPassage", "IndexInfo", "RetrieveArguments", "RetrieveTool", "build_index", "cache_root",
+           "current_index", "reset_index", "search"]

@@ -36,7 +36,8 @@ from agentclinic.scenario.schema import Image, Scenario
 from agentclinic.scoring.rewards import ScoreWeights, score_episode
 from agentclinic.scoring.state import EpisodeState
 
-from agentclinic.tools import ToolArgumentError, ToolContext, ToolError, call_tool
+from agentclinic.tools import ToolArgumentError, ToolContext, ToolError, call_tool, get_tool
+from agentclinic.tools.registry import parse_arguments
 
 ImagePolicy = Literal["on-request", "upfront"]
 IMAGE_POLICIES = ("on-request", "upfront")
@@ -270,13 +271,15 @@ class Clinic:
         return tool_context(self.scenario, reports, out_dir=self.out_dir, model=self.tool_model)
 
     async def _call_tool(self, action: CallTool, event: Event) -> str:
-        """Run an expert tool; its call, arguments, result or error and time go into ``event.tool``."""
+        """Run an expert tool; its call, arguments, result or error and time go into ``event.tool``.
+        A call with an unknown name or invalid arguments is an error observation and is not charged."""
         event.tool = {"name": action.name, "arguments": action.arguments}
-        if over := self.ledger.over_budget_if(tool_calls=1):
-            self.truncated_by = over
-            event.tool["error"] = f"not run: the {over.replace('_', ' ')} budget is used up"
-            return f"Tool {action.name}: not run, the {over.replace('_', ' ')} budget is used up"
         try:
+            parse_arguments(get_tool(action.name), action.arguments)
+            if over := self.ledger.over_budget_if(tool_calls=1):
+                self.truncated_by = over
+                event.tool["error"] = f"not run: the {over.replace('_', ' ')} budget is used up"
+                return f"Tool {action.name}: not run, the {over.replace('_', ' ')} budget is used up"
             self.ledger.charge_tool(action.name)
             result, seconds = await call_tool(action.name, action.arguments, self.tool_context())
         except ToolError as exc:
