@@ -127,7 +127,7 @@ def run(
                                                             "(default: the bank)")] = None,
     format: Format = None,
     doctor: Annotated[Spec, typer.Option(help="doctor: scripted, random, human, openai/<model>[@<url>] or hf/<path>, "
-                                              "model specs with ?mode=text|tools (default: scripted)")] = None,
+                                              "model specs with ?mode=text|tools|graph|graph-text (default: scripted)")] = None,
     patient: Annotated[Spec, typer.Option(help="patient: scripted, openai/<model>[@<url>] or hf/<path> "
                                                "(default: scripted)")] = None,
     measurement: Annotated[Spec, typer.Option(help="measurement agent: scripted, openai/... or hf/... "

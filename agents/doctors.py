@@ -925,7 +925,7 @@ def _option(value: str):
 
 def make_doctor(spec: str, *, settings=None, max_turns: int | None = None, cache=None) -> Doctor:
     """A doctor from a spec: 'scripted', 'random' or 'human', optionally 'name:key=value,...'; or a
-    model spec ('openai/<model>[@<url>][?mode=text|tools]', 'hf/<path>[?mode=...]') for an LLM doctor,
+    model spec ('openai/<model>[@<url>][?mode=text|tools|graph|graph-text]', 'hf/<path>[?mode=...]') for an LLM doctor,
     or with '?mode=graph' / '?mode=graph-text' (and '&retries=N') the LangGraph tool-using doctor,
     with decoding ``settings``, the turn budget ``max_turns`` and an optional replay ``cache`` path.
     ``max_turns`` also sets the scripted and random doctors' plan unless the spec gives one."""

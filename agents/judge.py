@@ -67,7 +67,7 @@ _SPELLING = [  # British -> American, applied to lower-case text
     (r"aem", "em"),  # haem, anaemia, leukaemia, ischaemia, glycaemia, septicaemia, toxaemia
     (r"\boe(?=[a-z])", "e"),  # oedema, oesophagus, oestrogen
     (r"rrhoea", "rrhea"), (r"noea\b", "nea"), (r"noeic", "neic"),  # diarrhoea, dyspnoea, apnoea
-    (r"coeli", "celi"), (r"foet", "fet"), (r"amoeb", "ameb"), (r"oesophag", "esophag"),
+    (r"coeli", "celi"), (r"foet", "fet"), (r"amoeb", "ameb"), (r"ooesophag", "oesophag"),  # gastrooesophageal
     (r"paed", "ped"), (r"gynaec", "gynec"), (r"anaesth", "anesth"), (r"\baet", "et"),
     (r"caec", "cec"), (r"faec", "fec"), (r"praevi", "previ"), (r"orthopaed", "orthoped"),
     (r"tumour", "tumor"), (r"colour", "color"), (r"behaviour", "behavior"), (r"humour", "humor"),
@@ -90,7 +90,17 @@ _JOINED_PREFIXES = frozenset("pre post pseudo peri para supra sub extra intra in
 _ARTICLES = {"a", "an", "the"}
 _HEDGES = re.compile(
     r"^(?:(?:final|working|most likely|likely|probable|probably|possible|possibly|suspected|presumed|"
-    r"presumptive|provisional|(?:diagnosis|dx)(?: is| of)?)\b\s*)+")
+    r"presumptive|provisional|query|newly diagnosed|new diagnosis of|(?:diagnosis|dx)(?: is| of)?)\b\s*)+")
+# Framing before the diagnosis (normalised text: articles and punctuation are already gone).
+_FRAMING = re.compile(
+    r"^(?:(?:i|we) (?:think|believe|suspect|would say)(?: that)?(?: (?:this|it) is)?|"
+    r"(?:(?:my|our) )?(?:final |working |most likely |leading )?(?:answer|diagnosis|impression|assessment)"
+    r"(?: is| would be)|(?:this|it) (?:is|looks like|seems to be)|"
+    r"(?:patient|pt) (?:has|is suffering from|suffers from|is presenting with|presents with)|"
+    r"(?:(?:picture|presentation) )?(?:is )?(?:consistent|in keeping|compatible) with|case of)\b\s*")
+_TRAILING_HEDGES = re.compile(
+    r"(?:\s+(?:(?:is |are )?(?:most |more |very )?(?:likely|probable)|probably|possibly|suspected|presumed|"
+    r"query))+$")
 
 
 def _fold_accents(text: str) -> str:
@@ -126,15 +136,20 @@ def normalise(text: str) -> str:
 
 
 def _strip_hedges(text: str) -> str:
+    """The normalised text without leading framing or hedges ("I think this is", "probably") or trailing ones."""
     norm = normalise(text)
-    stripped = _HEDGES.sub("", norm).strip()
+    stripped, previous = norm, None
+    while stripped != previous:
+        previous = stripped
+        stripped = _HEDGES.sub("", _FRAMING.sub("", stripped)).strip()
+    stripped = _TRAILING_HEDGES.sub("", stripped).strip()
     return stripped or norm
 
 
 # Words ignored when comparing word sets (order-free): fillers, and weak modifiers that do not
 # change the diagnosis ("acute appendicitis" == "appendicitis", "Graves disease" == "Graves").
 _FILLERS = frozenset("of in on to due at by for from and or with caused".split())
-_WEAK = frozenset("acute primary idiopathic simple uncomplicated unspecified typical classic classical spontaneous "
+_WEAK = frozenset("acute primary idiopathic simple uncomplicated unspecified typical classic classical "
                   "mellitus disease diseases syndrome disorder nos true condition mild moderate severe".split())
 # Word-level synonyms folded before comparing word sets.
 _WORD_FOLD = {
@@ -162,6 +177,11 @@ def _core(words: list[str]) -> frozenset[str]:
     return core or frozenset(words)
 
 
+# "X secondary to Y": a cause makes the diagnosis narrower, however similar the embeddings.
+_CAUSE = re.compile(r"\b(?:secondary to|due to|caused by|because of|as result of|resulting from|induced by|"
+                    r"complicated by)\b")
+
+
 # --------------------------------------------------------------------------------------------
 # Near-miss guards
 # --------------------------------------------------------------------------------------------
@@ -179,6 +199,7 @@ _GROUPS = {
     "behaviour": frozenset("benign malignant".split()),
     "side": frozenset("internal external".split()),
     "kind of diabetes": frozenset("mellitus insipidus".split()),
+    "origin": frozenset("spontaneous traumatic iatrogenic".split()),
 }
 # "x" vs prefix + "x" names a different (often opposite) condition: unstable/stable, pseudogout/gout.
 _CONTRASTING_PREFIXES = ("non", "un", "in", "a", "pre", "post", "pseudo", "para", "peri", "supra", "sub", "extra",
@@ -252,6 +273,15 @@ def _siblings(a: list[str], b: list[str]) -> tuple[str, str] | None:
     return None
 
 
+_SPECIFYING = frozenset().union(*_GROUPS.values()) - _WEAK
+
+
+def _specifies(a: list[str], b: list[str]) -> str | None:
+    """A side, site or kind word ("inferior", "left", "chronic") that only one name has: never redundant."""
+    extra = sorted((_core(a) ^ _core(b)) & _SPECIFYING)
+    return extra[0] if extra else None
+
+
 _DISEASE_SUFFIXES = ("itis", "osis", "emia", "oma", "pathy", "algia", "ism", "iasis", "plegia", "penia", "uria",
                      "rrhea", "rrhage", "ectasis", "ia", "sis", "cele", "oses", "omas")
 _DISEASE_HEADS = frozenset(
@@ -274,6 +304,120 @@ def _kb_names() -> frozenset[str]:
         return frozenset()
 
 
+# --------------------------------------------------------------------------------------------
+# Abbreviations
+# --------------------------------------------------------------------------------------------
+
+# Abbreviations the knowledge base does not spell out, written for this project. One may stand for
+# several conditions ("MS": multiple sclerosis in the knowledge base, mitral stenosis here).
+_ABBREVIATIONS: dict[str, tuple[str, ...]] = {
+    "mi": ("myocardial infarction",), "acs": ("acute coronary syndrome",), "htn": ("hypertension",),
+    "dm": ("diabetes mellitus",), "hf": ("heart failure",), "ccf": ("congestive cardiac failure",),
+    "hfref": ("heart failure with reduced ejection fraction",),
+    "hfpef": ("heart failure with preserved ejection fraction",),
+    "ms": ("mitral stenosis",), "mr": ("mitral regurgitation",), "ar": ("aortic regurgitation",),
+    "vt": ("ventricular tachycardia",), "vf": ("ventricular fibrillation",), "aaa": ("abdominal aortic aneurysm",),
+    "pad": ("peripheral arterial disease",), "dcm": ("dilated cardiomyopathy",),
+    "lrti": ("lower respiratory tract infection",), "urti": ("upper respiratory tract infection",),
+    "hap": ("hospital-acquired pneumonia",), "dic": ("disseminated intravascular coagulation",),
+    "hus": ("haemolytic uraemic syndrome",), "als": ("amyotrophic lateral sclerosis",),
+    "mnd": ("motor neurone disease",), "nafld": ("non-alcoholic fatty liver disease",),
+    "hcc": ("hepatocellular carcinoma",), "sbp": ("spontaneous bacterial peritonitis",),
+}
+
+
+def _abbreviation_key(token: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", _fold_accents(token).lower())
+
+
+def _looks_abbreviated(token: str) -> bool:
+    """Written like an abbreviation: one word with two capitals or a capital and a hyphen (DKA, HFrEF, A-fib)."""
+    capitals = sum(c.isupper() for c in token)
+    return " " not in token and "/" not in token and 2 <= len(_abbreviation_key(token)) <= 7 \
+        and (capitals >= 2 or (capitals == 1 and "-" in token))  # A-fib
+
+
+def _acronym_fits(abbreviation: str, long_form: str) -> bool:
+    """Each letter of the abbreviation appears in order in the long form, the first at a word start,
+    and every content word of the long form starts with one of its letters.
+
+    Scanned from the right, as in the Schwartz-Hearst rule; it keeps "diabetic ketoacidosis" for DKA
+    and drops knowledge-base aliases that are no expansion ("ketoacidosis", "heart failure" for HFrEF,
+    "relapsing remitting multiple sclerosis" for MS).
+    """
+    short, long = _abbreviation_key(abbreviation), " " + normalise(long_form)
+    words = [w for w in long.split() if w not in _FILLERS]
+    if not words or len(words) > len(short) or any(w[0] not in short for w in words):
+        return False
+    j = len(long) - 1
+    for i in range(len(short) - 1, -1, -1):
+        while j > 0 and (long[j] != short[i] or (i == 0 and long[j - 1] != " ")):
+            j -= 1
+        if j <= 0:
+            return False
+        j -= 1
+    return True
+
+
+@lru_cache(maxsize=1)
+def _abbreviation_table() -> dict[str, tuple[tuple[str, ...], ...]]:
+    """Abbreviation key -> its readings, each a tuple of long forms naming one condition."""
+    readings: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+    try:
+        from agentclinic.knowledge import knowledge_base
+
+        diseases = knowledge_base()
+    except Exception:  # noqa: BLE001 - the knowledge base is optional here
+        diseases = ()
+    for disease in diseases:
+        names = [disease.name, *disease.aliases]
+        for alias in disease.aliases:
+            if _looks_abbreviated(alias):
+                long_forms = tuple(n for n in names if not _looks_abbreviated(n) and _acronym_fits(alias, n))
+                if long_forms:
+                    readings[_abbreviation_key(alias)].append(long_forms)
+    for key, long_forms in _ABBREVIATIONS.items():
+        readings[key] += [(f,) for f in long_forms]
+    table = {}
+    for key, found in readings.items():
+        merged: list[tuple[str, ...]] = []  # readings sharing a long form name one condition
+        for forms in found:
+            norms = {normalise(f) for f in forms}
+            for k, other in enumerate(merged):
+                if norms & {normalise(f) for f in other}:
+                    merged[k] = tuple(dict.fromkeys(other + forms))
+                    break
+            else:
+                merged.append(forms)
+        table[key] = tuple(merged)
+    return table
+
+
+_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*")
+
+
+def _expansions(text: str) -> tuple[list[str], bool]:
+    """The text with its abbreviations spelled out (each reading), and whether any is ambiguous.
+
+    A token counts when it is written like an abbreviation, or when it is the whole (unhedged) answer.
+    """
+    table = _abbreviation_table()
+    whole = _strip_hedges(text)
+    out, ambiguous, expanded = [text], False, False
+    for token in dict.fromkeys(_TOKEN.findall(text)):
+        key = _abbreviation_key(token)
+        if key not in table or not (_looks_abbreviated(token) or whole == key):
+            continue
+        readings = table[key]
+        ambiguous |= len(readings) > 1
+        pattern = re.compile(rf"(?<![A-Za-z0-9-]){re.escape(token)}(?![A-Za-z0-9-])")
+        out = [pattern.sub(form, t) for t in out for forms in readings for form in forms]
+        expanded = True
+        if len(out) > 24:
+            break
+    return (list(dict.fromkeys(out)) if expanded else []), ambiguous
+
+
 def _names_a_disease(norm: str, target: str, use_icd: bool = True) -> bool:
     words = norm.split()
     if not words or all(w in _WEAK or w in _FILLERS or w in _NEGATORS or w.isdigit() for w in words):
@@ -282,6 +426,66 @@ def _names_a_disease(norm: str, target: str, use_icd: bool = True) -> bool:
     if head == target.split()[-1] or head in _DISEASE_HEADS or head.endswith(_DISEASE_SUFFIXES):
         return True
     return norm in _kb_names() or (use_icd and bool(icd_index().lookup(norm)))
+
+
+# --------------------------------------------------------------------------------------------
+# Split words and typos
+# --------------------------------------------------------------------------------------------
+
+TYPO_MIN_LENGTH = 9  # only words this long may carry a one-letter typo
+
+
+def _join_split_words(norm: str, vocabulary: set[str]) -> str:
+    """Join neighbouring words whose concatenation is in ``vocabulary`` ("keto acidosis" -> "ketoacidosis")."""
+    words = norm.split()
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        if i + 1 < len(words) and words[i] + words[i + 1] in vocabulary:
+            out.append(words[i] + words[i + 1])
+            i += 2
+        else:
+            out.append(words[i])
+            i += 1
+    return " ".join(out)
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """``a`` and ``b`` differ by one insertion, deletion, substitution or swap of neighbours."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    i = len(os.path.commonprefix([short, long]))
+    return short[i:] == long[i + 1:]
+
+
+@lru_cache(maxsize=2)
+def _known_words(use_icd: bool) -> frozenset[str]:
+    """Words of ICD-10-CM descriptions and knowledge-base names: real words, never read as typos."""
+    words = {w for name in _kb_names() for w in name.split()}
+    if use_icd:
+        words |= {w for description in icd_index().exact for w in description.split()}
+    return frozenset(words)
+
+
+def _align(norm: str, vocabulary: set[str], use_icd: bool = True) -> str:
+    """The proposal with split words joined and one-letter typos in long words fixed, towards the
+    reference's ``vocabulary``. A word is fixed only when it is no known word (so "arthritis" is never
+    read as "arteritis", nor "nephritic" as "nephrotic"), the fix is unique and keeps the first letter,
+    and no near-miss guard separates the two words."""
+    words = _join_split_words(norm, vocabulary).split()
+    for i, word in enumerate(words):
+        if len(word) < TYPO_MIN_LENGTH or word in vocabulary or not word.isalpha():
+            continue
+        fixes = [v for v in vocabulary if len(v) >= TYPO_MIN_LENGTH and v[0] == word[0] and _one_edit(word, v)
+                 and guard(word, v) is None]
+        if len(fixes) == 1 and word not in _known_words(use_icd):
+            words[i] = fixes[0]
+    return " ".join(words)
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,8 +619,43 @@ def icd_index() -> IcdIndex:
 _CODE_TOKEN = re.compile(r"\b([A-TV-Z][0-9][0-9A-Z]\.[0-9A-Z]{1,4})\b", re.I)
 
 
+# A tail after "," or ";" that starts with one of these narrows the diagnosis ("Gout, left knee",
+# "Anaemia, secondary to blood loss"): the head alone is then not tried.
+_NARROWING_TAIL = frozenset(
+    "secondary due caused with without complicated associated involving affecting of type grade stage class "
+    "left right bilateral unilateral upper lower anterior posterior inferior superior lateral medial proximal "
+    "distal acute chronic subacute primary tertiary recurrent relapsing community hospital".split())
+# A tail after "," that starts with one of these adds a plan, a test or a comment, not part of the diagnosis.
+_EXTRA_TAIL = frozenset(
+    "start started starting begin commence give given giving prescribe prescribed refer referred referral admit "
+    "admitted admission arrange needs need needing requires require requiring treat treated treating treatment "
+    "manage managed management plan consider check monitor confirmed confirm proven seen shown typical typically "
+    "consistent compatible likely probable probably possible possibly suspected most query score pending awaiting "
+    "discharge recommend urgent urgently send order request will should please which as based".split())
+# Clauses that add circumstances rather than narrow the diagnosis ("confirmed on CT", "in a young woman").
+_EXTRA_CLAUSE = re.compile(
+    r"\s+(?:(?:confirmed|diagnosed|proven|seen|shown|demonstrated|visible|evident)\s+(?:on|by|with|at|in)\b|"
+    r"in an? (?:\d+[- ]year[- ]old |young |older |old |elderly |pregnant |middle[- ]aged )?"
+    r"(?:man|woman|male|female|patient|child|boy|girl|adult|infant|baby|neonate|smoker)\b|"
+    r"(?:after|following) (?:an?|recent)\b)", re.I)
+_EPONYM_S = re.compile(r"\b([A-Za-z]{3,})s (disease|syndrome|palsy|sign|ulcer|lymphoma|thyroiditis|arteritis)\b", re.I)
+
+
+def _head(text: str) -> str | None:
+    """The part before the first "," or ";" when what follows adds no diagnostic detail."""
+    m = re.search(r"[,;]", text)
+    if not m:
+        return None
+    head, tail = text[:m.start()].strip(), normalise(text[m.end():]).split()
+    if not head or not tail or tail[0] in _NARROWING_TAIL:
+        return None
+    if m.group() == ";" or tail[0] in _EXTRA_TAIL or (tail[0].isalpha() and any(w.isdigit() for w in tail)):
+        return head  # a plan, a comment, or a measurement ("pH 7.1", "CURB-65 score 1")
+    return None
+
+
 def _candidates(proposed: str) -> list[str]:
-    """The proposal, then without parentheticals, then each parenthetical and code in it."""
+    """The proposal, then without parentheticals, each parenthetical and code in it, and its head clause."""
     out = [proposed.strip()]
     bare = re.sub(r"\([^)]*\)|\[[^\]]*\]", " ", proposed).strip(" -:;,")
     out.append(bare)
@@ -426,7 +665,36 @@ def _candidates(proposed: str) -> list[str]:
     head = re.split(r"\s+[-\u2013:]\s+", proposed.strip(), maxsplit=1)
     if len(head) > 1:
         out += head
+    for text in list(out):
+        first = _head(text)
+        if first:
+            out.append(first)
+    for text in list(out):
+        clause = _EXTRA_CLAUSE.split(text, maxsplit=1)[0].strip(" ,;")
+        if clause != text:
+            out.append(clause)
+    for text in list(out):
+        if "'" in text or "\u2019" in text:
+            out.append(re.sub("['\u2019]", "", text))  # "Grave's disease" -> "Graves disease"
+        if _EPONYM_S.search(text):
+            out.append(_EPONYM_S.sub(r"\1 \2", text))  # "Crohns disease" -> "Crohn disease"
     return [c for c in dict.fromkeys(out) if c]
+
+
+_ALTERNATIVE = re.compile(r"(?<!\bwith) (?:or|vs|versus) (?!without\b)")
+
+
+def _alternatives(proposed: str, targets: list[str], use_icd: bool = True) -> list[str]:
+    """The alternatives of an answer that does not commit ("X or Y", "X vs. Y"), else []."""
+    bare = re.sub(r"\([^)]*\)|\[[^\]]*\]", " ", proposed)
+    first = re.split(r"[,;]|\s[-\u2013]\s", bare, maxsplit=1)[0]
+    norm = _strip_hedges(first)
+    if not _ALTERNATIVE.search(norm) or norm in {normalise(t) for t in targets}:
+        return []
+    parts = [p.strip() for p in _ALTERNATIVE.split(norm)]
+    if len(parts) < 2 or not all(_content_words(p) for p in parts) or (use_icd and icd_index().lookup(norm)):
+        return []
+    return parts
 
 
 @dataclass
@@ -468,6 +736,11 @@ class RuleJudge:
         condition = scenario.diagnosis
         if proposed is None or not str(proposed).strip() or not normalise(str(proposed)):
             return Verdict(level="none", correct=False, rationale="no diagnosis was proposed")
+        targets = [condition.name, *condition.aliases]
+        alternatives = _alternatives(str(proposed), targets, self.use_icd)
+        if alternatives:
+            return Verdict(level="wrong", correct=False,
+                           rationale=f"{proposed!r} names alternatives ({' / '.join(alternatives)}), not one diagnosis")
         best: _Result | None = None
         for candidate in _candidates(str(proposed)):
             result = self._judge_one(candidate, condition.name, list(condition.aliases), condition.icd10)
@@ -475,6 +748,16 @@ class RuleJudge:
                 best = result
             if best.level == "exact":
                 break
+            expansions, ambiguous = _expansions(candidate)
+            for expansion in expansions:
+                spelled = self._judge_one(expansion, condition.name, list(condition.aliases), condition.icd10)
+                if spelled.level == "exact":
+                    spelled.level = "synonym"  # an abbreviation is a synonym, whatever it expands to
+                if ambiguous and spelled.level != "synonym":
+                    continue  # MS: multiple sclerosis or mitral stenosis - only a full match counts
+                if RANK[spelled.level] < RANK[best.level]:
+                    spelled.rationale = f"{candidate!r} read as {expansion!r}: {spelled.rationale}"
+                    best = spelled
         assert best is not None
         return Verdict(level=best.level, correct=best.level in ("exact", "synonym"), matched=best.matched,
                        rationale=best.rationale, score=best.score)
@@ -493,10 +776,13 @@ class RuleJudge:
         norm = _strip_hedges(text)
         if not norm:
             return _Result("none", "no diagnosis was proposed")
-        name_norm = normalise(name)
+        targets = [(name, normalise(name))] + [(a, normalise(a)) for a in aliases]
+        norm = _align(norm, {w for _, tn in targets for w in tn.split()}, self.use_icd)
+        own = set(norm.split())
+        targets = [(t, _join_split_words(tn, own)) for t, tn in targets]
+        name_norm = targets[0][1]
         if norm == name_norm:
             return _Result("exact", f"{text!r} is the diagnosis {name!r}", name)
-        targets = [(name, name_norm)] + [(a, normalise(a)) for a in aliases]
         for alias, alias_norm in targets[1:]:
             if norm == alias_norm:
                 return _Result("synonym", f"{text!r} is an alias of {name!r}", alias)
@@ -530,6 +816,11 @@ class RuleJudge:
         related = self._best_code_relation(codes, icd10, index) if codes else None
         if related:
             return _Result(related[0], f"{text!r} is an ICD-10-CM description; {related[1]}", icd10)
+
+        if _CAUSE.search(norm):
+            for target, target_norm in open_targets:
+                if _core(_content_words(target_norm)) < _core(words):
+                    return _Result("narrower", f"{text!r} adds a cause to {target!r}", target)
 
         score, target, siblings = self._similarity(norm, open_targets)
         if target is not None and score >= self.synonym_threshold:
@@ -581,8 +872,11 @@ class RuleJudge:
         allowed, siblings = [], []
         for target, target_norm in targets:
             pair = _siblings(words, _content_words(target_norm))
+            specific = _specifies(words, _content_words(target_norm))
             if pair:
                 siblings.append(f"{target!r}: each names something the other does not ({pair[0]!r} vs {pair[1]!r})")
+            elif specific:
+                siblings.append(f"{target!r}: {specific!r} on one side only specifies the condition")
             else:
                 allowed.append((target, target_norm))
         if not allowed:

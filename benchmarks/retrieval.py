@@ -76,11 +76,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sources", default="kb,icd10")
     parser.add_argument("--skip-cold", action="store_true", help="use the user's cache instead of a cold build")
+    parser.add_argument("--torch-threads", type=int, help="torch.set_num_threads first (default: torch's own)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     sources = tuple(args.sources.split(","))
     golden = yaml.safe_load(GOLDEN.read_text(encoding="utf-8"))["queries"]
     report: dict = {"golden_queries": len(golden)}
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+    report["torch_threads"] = __import__("torch").get_num_threads()
 
     started = time.perf_counter()
     embedder = default_embedder()

@@ -46,7 +46,7 @@ def free_port() -> int:
 def server_command(model: Path, port: int) -> list[str]:
     threads = max(1, min(4, os.cpu_count() or 1))
     return [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "smollm2",
-            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", str(threads),
+            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192", "--n_threads", str(threads),
             "--chat_format", "chatml-function-calling", "--verbose", "False"]
 
 

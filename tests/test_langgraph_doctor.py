@@ -395,13 +395,12 @@ from llama_server import llama_server  # noqa: E402,F401  (the session fixture)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("options", ["", "&tool_choice=lookup"])
-def test_graph_doctor_plays_a_whole_episode_on_a_real_server(llama_server, lookup, options, monkeypatch):  # noqa: F811
+@pytest.mark.parametrize("options", ["", "&tool_choice=retrieve"])
+def test_graph_doctor_plays_a_whole_episode_on_a_real_server(llama_server, options):  # noqa: F811
     """SmolLM2 (135M) is a poor doctor: whatever it chooses, the episode must end cleanly, every reply must
-    be read or fed back, and every doctor call must be in the record. With ``tool_choice=lookup`` the server
-    always answers with a call of the expert tool, so the tool path runs over HTTP."""
-    for name in [n for n in TOOLS if n != "lookup"]:  # the built-in tools' schemas do not fit a 2048-token context
-        monkeypatch.delitem(TOOLS, name)
+    be read or fed back, and every doctor call must be in the record. The built-in expert tools are offered
+    as functions; with ``tool_choice=retrieve`` the server always answers with a call of the retrieval tool,
+    so the expert-tool path runs over HTTP."""
     spec = f"openai/smollm2@{llama_server}?mode=graph&retries=1&history=1{options}"
     doctor = make_doctor(spec, max_turns=3, settings=Settings(max_tokens=48, timeout_s=600))
     scenario = load_scenarios(REPO / "scenarios" / "pulmonology" / "spontaneous-pneumothorax.yaml").scenarios[0]
@@ -412,6 +411,8 @@ def test_graph_doctor_plays_a_whole_episode_on_a_real_server(llama_server, looku
         doctor_calls = [c for c in event.model_calls if c["role"] == "doctor"]
         assert 1 <= len(doctor_calls) <= 2 and all("graph" in c for c in doctor_calls)
         assert all(c["usage"]["prompt_tokens"] > 0 for c in doctor_calls)
+    first = next(c for c in record.events[0].model_calls if c["role"] == "doctor")
+    assert {"ask", "order_tests", "diagnose", "segment", "retrieve", "check_report"} <= set(first["tools"])
     if options:
-        assert any(c["tool_calls"] and c["tool_calls"][0]["name"] == "lookup"
+        assert any(c["tool_calls"] and c["tool_calls"][0]["name"] == "retrieve"
                    for e in record.events for c in e.model_calls)

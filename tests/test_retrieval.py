@@ -191,6 +191,24 @@ def test_lexical_only_index_still_answers():
     assert index.search("xyzzy plugh qwerty") == []
 
 
+def test_corpus_passages_carry_disease_and_code():
+    kb = corpus.kb_passages()
+    assert len(kb) >= 6 * len(knowledge_base()) and all(p.disease_id and p.icd10 for p in kb)
+    stemi = {p.id: p for p in kb if p.disease_id == "stemi"}
+    assert "heart attack" in stemi["kb:stemi#names"].text and "Troponin" in stemi["kb:stemi#tests"].text
+    icd = {p.icd10: p for p in corpus.icd10_passages()}
+    assert icd["M10"].text.startswith("Gout.") and "Podagra" in icd["M10"].text  # title + inclusion terms
+    assert "I21.4" in icd and "I21.A1" not in icd and "R07" not in icd and "S72" not in icd
+
+
+@pytest.mark.slow
+def test_hpo_passages_list_phenotypes():
+    passages = {p.disease: p for p in corpus.hpo_passages()}
+    assert len(passages) > 3000 and all(p.source == "hpo" and p.id.startswith("hpo:ORPHA:") for p in passages.values())
+    marfan = passages["Marfan syndrome"]
+    assert "Arachnodactyly" in marfan.text and marfan.icd10 is None
+
+
 def test_british_spellings_meet_american_ones():
     assert retrieval.bm25_tokens("haemorrhage oesophagus") == retrieval.bm25_tokens("hemorrhage esophagus")
 

@@ -173,6 +173,7 @@ async def call_model(model: ChatModel, messages: list[Message], settings: Settin
     if log is not None:
         log.append({"role": role, "model": model.name, "settings": settings.model_dump(),
                     "messages": [_loggable(m) for m in messages], "reply": result.text,
+                    "tools": [t["function"]["name"] for t in tools or ()],
                     "tool_calls": [c.model_dump() for c in result.tool_calls], "usage": result.usage.model_dump(),
                     "latency_s": round(result.latency_s, 4), "cached": result.cached})
     return result

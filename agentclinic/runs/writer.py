@@ -31,7 +31,8 @@ class RunWriter:
                 raise ConfigError(f"{self.folder} already holds a run: pass --resume to continue it, "
                                   "or choose another --run-id")
             saved = json.loads(run_json.read_text())["config"]
-            different = {k for k in config if k != "concurrency" and saved.get(k) != config[k]}
+            # settings an older version did not record (absent from run.json) are not compared
+            different = {k for k in config if k != "concurrency" and k in saved and saved[k] != config[k]}
             if different:
                 raise ConfigError(f"cannot resume {self.folder}: settings differ from the saved run "
                                   f"({', '.join(sorted(different))})")
