@@ -7,8 +7,17 @@ aliases and ICD-10-CM code) and returns a ``Verdict`` with one of these levels:
 * ``exact``     - the normalised proposal equals the diagnosis name. Normalising lowers
   case, strips accents, punctuation, articles and possessives (``Hashimoto's`` ==
   ``Hashimoto``) and folds British spellings (haem/hem, oedema/edema, oesophag/esophag,
-  paediatric, tumour, leukaemia, anaemia, -isation ...).
-* ``synonym``   - equals an alias; or the same words up to order, fillers (``of``, ``due to``),
+  paediatric, tumour, leukaemia, anaemia, -isation ...); framing and hedges are dropped at
+  either end ("I think this is", "probably", "most likely"); words split by a hyphen are
+  joined where the reference writes them as one ("keto-acidosis"), and a one-letter typo in a
+  long word that is no known word is fixed ("apendicitis"). Several readings of the answer are
+  tried and the best wins: without parentheticals, the clause before "," or ";" when what
+  follows is a plan, comment or measurement ("..., start aspirin"), without a trailing
+  circumstance ("confirmed on CT", "in a young woman"), and with apostrophes dropped.
+* ``synonym``   - equals an alias; or an abbreviation that spells out to the diagnosis (the
+  knowledge base's abbreviations whose letters fit the long form, plus a small table here; one
+  with several readings, such as MS, counts only when a reading is a full match);
+  or the same words up to order, fillers (``of``, ``due to``),
   word-level synonyms (cardiac/heart, renal/kidney) and weak modifiers (``acute``,
   ``primary``, ``severe``, ``disease`` ...); or the same ICD-10-CM code (the proposal may be a code such
   as ``I21.19``, or text that exactly matches an ICD-10-CM description), including "X" vs
@@ -20,15 +29,18 @@ aliases and ICD-10-CM code) and returns a ``Verdict`` with one of these levels:
   disease (``pneumonia`` for ``community-acquired pneumonia``).
 * ``narrower``  - the proposal's code is a descendant of the diagnosis code (or of the code an
   "unspecified" diagnosis code stands for: M10.07 under M10 for M10.9), or its words are a
-  proper superset of the diagnosis words.
+  proper superset of the diagnosis words, a cause included ("X secondary to Y"). Extra side,
+  site or kind words ("inferior", "left", "chronic") are never read as redundant by the
+  embedding step.
 * ``wrong``     - anything else, and always a near miss: guards fire when the two names
   differ in a number or type letter (type 1/type 2, type A/B, hepatitis B/C), a negation
   (``non-``, ``without``, ``not``), a contrasting prefix (un-, a-, pseudo-, pre-, supra-...:
   stable/unstable, gout/pseudogout), hyper-/hypo- (tachy-/brady-, ...), laterality or site
   (left/right, upper/lower, anterior/inferior), acuity (acute/chronic), primary/secondary,
-  benign/malignant or mellitus/insipidus; and names where each has a word the other lacks
-  (``subdural`` vs ``extradural``, ``bronchitis`` vs ``bronchiolitis``) never reach the
-  embedding step, however similar their embeddings.
+  benign/malignant, mellitus/insipidus or spontaneous/traumatic; and names where each has a
+  word the other lacks (``subdural`` vs ``extradural``, ``bronchitis`` vs ``bronchiolitis``)
+  never reach the embedding step, however similar their embeddings. An answer naming alternatives ("X or Y",
+  "X vs Y") commits to no diagnosis and is wrong too.
 
 ``correct`` is true for ``exact`` and ``synonym``. The ICD-10-CM description index is
 built lazily, once per process.
@@ -177,7 +189,8 @@ def _core(words: list[str]) -> frozenset[str]:
     return core or frozenset(words)
 
 
-# "X secondary to Y": a cause makes the diagnosis narrower, however similar the embeddings.
+# "X secondary to Y": a cause makes the diagnosis narrower, however similar the embeddings
+# (normalised text: "as a result of" has lost its article).
 _CAUSE = re.compile(r"\b(?:secondary to|due to|caused by|because of|as result of|resulting from|induced by|"
                     r"complicated by)\b")
 
@@ -823,7 +836,9 @@ class RuleJudge:
                     return _Result("narrower", f"{text!r} adds a cause to {target!r}", target)
 
         score, target, siblings = self._similarity(norm, open_targets)
-        if target is not None and score >= self.synonym_threshold:
+        # A near miss of one reference name is never a synonym of another by embedding alone
+        # ("proliferative" vs "non-proliferative diabetic retinopathy", alias "diabetic retinopathy").
+        if target is not None and score >= self.synonym_threshold and not reasons:
             return _Result("synonym", f"{text!r} is semantically equivalent to {target!r} (cosine {score:.2f} >= "
                                       f"{self.synonym_threshold:.2f})", target, score)
 

@@ -8,8 +8,8 @@ import pytest
 
 from agentclinic.agents.embeddings import Embedder, default_embedder
 from agentclinic.agents.judge import (
-    EMBEDDING_SYNONYM_THRESHOLD, LEXICAL_SYNONYM_THRESHOLD, RuleJudge, _content_words, _siblings, canonical_code,
-    guard, icd_index, normalise)
+    EMBEDDING_SYNONYM_THRESHOLD, LEXICAL_SYNONYM_THRESHOLD, RuleJudge, _acronym_fits, _content_words, _one_edit,
+    _siblings, canonical_code, guard, icd_index, normalise)
 from agentclinic.scenario.schema import Scenario
 
 
@@ -355,3 +355,146 @@ def test_judge_is_deterministic(judge, case):
     scenario = case("Community-acquired pneumonia", ["CAP"], "J18.9")
     for proposed in ("pneumonia", "J18", "lobar pneumonia", "hospital-acquired pneumonia"):
         assert verdict(judge, proposed, scenario) == verdict(RuleJudge(), proposed, scenario)
+
+
+# ------------------------------------------------------------------------------- abbreviations
+
+@pytest.mark.parametrize("proposed, name, aliases, level", [
+    ("DKA", "Diabetic ketoacidosis", [], "synonym"),  # spelled out from the knowledge base
+    ("dka", "Diabetic ketoacidosis", [], "synonym"),  # the whole answer, whatever its case
+    ("Probably DKA", "Diabetic ketoacidosis", [], "synonym"),
+    ("Acute PE", "Acute pulmonary embolism", [], "synonym"),
+    ("T2DM", "Type 2 diabetes mellitus", [], "synonym"),  # not a number-guard near miss once spelled out
+    ("AFib", "Atrial fibrillation", [], "synonym"),
+    ("A-fib", "Atrial fibrillation", [], "synonym"),
+    ("GORD", "Gastro-oesophageal reflux disease", [], "synonym"),
+    ("GERD", "Gastro-oesophageal reflux disease", [], "synonym"),
+    ("HFrEF", "Heart failure with reduced ejection fraction", [], "synonym"),  # from the table in judge.py
+    ("AKI - stop nephrotoxic drugs", "Acute kidney injury", [], "synonym"),
+    ("MS", "Multiple sclerosis", [], "synonym"),  # ambiguous: each reading is tried
+    ("MS", "Mitral stenosis", [], "synonym"),
+    ("MS", "Relapsing-remitting multiple sclerosis", [], "wrong"),  # ambiguous: only a full match counts
+    ("MS", "Systemic sclerosis", [], "wrong"),
+    ("STEMI", "Acute inferior ST-elevation myocardial infarction", [], "broader"),
+    ("Acute inferior STEMI", "Acute ST-elevation myocardial infarction", ["STEMI"], "narrower"),
+    ("NSTEMI", "Acute ST-elevation myocardial infarction", [], "wrong"),
+    ("T1DM", "Type 2 diabetes mellitus", [], "wrong"),
+    ("VTE", "Deep vein thrombosis", [], "wrong"),  # the knowledge base lists it, but it spells out otherwise
+    ("Not DKA", "Diabetic ketoacidosis", [], "wrong"),
+])
+def test_abbreviations_are_spelled_out(judge, case, proposed, name, aliases, level):
+    v = verdict(judge, proposed, case(name, aliases))
+    assert v.level == level, v.rationale
+
+
+@pytest.mark.parametrize("abbreviation, long_form, fits", [
+    ("DKA", "Diabetic ketoacidosis", True),
+    ("GBS", "Guillain-Barré syndrome", True),
+    ("HFrEF", "Heart failure with reduced ejection fraction", True),
+    ("DKA", "ketoacidosis", False),  # an alias, not the expansion
+    ("HFrEF", "Heart failure", False),
+    ("MS", "Relapsing-remitting multiple sclerosis", False),  # a narrower alias
+    ("VTE", "Deep vein thrombosis", False),
+])
+def test_acronym_fit(abbreviation, long_form, fits):
+    assert _acronym_fits(abbreviation, long_form) is fits
+
+
+def test_abbreviations_without_embeddings(case):
+    judge = RuleJudge(embedder=Embedder(None))
+    assert verdict(judge, "Presumed DVT", case("Deep vein thrombosis")).level == "synonym"
+    assert verdict(judge, "SAH", case("Subarachnoid haemorrhage")).level == "synonym"
+
+
+# ------------------------------------------------------------------------ hedges, framing, clauses
+
+@pytest.mark.parametrize("proposed, name, aliases, level", [
+    ("Atrial fibrillation?", "Atrial fibrillation", [], "exact"),
+    ("Acute gout, most likely", "Acute gout", [], "exact"),
+    ("Shingles most likely", "Herpes zoster", ["shingles"], "synonym"),
+    ("I think this is a subarachnoid haemorrhage", "Subarachnoid haemorrhage", [], "exact"),
+    ("My final answer is rheumatoid arthritis.", "Rheumatoid arthritis", [], "exact"),
+    ("The patient has acute gout", "Acute gout", [], "exact"),
+    ("Newly diagnosed type 2 diabetes mellitus", "Type 2 diabetes mellitus", [], "exact"),
+    ("Acute ST-elevation myocardial infarction, start dual antiplatelet therapy",
+     "Acute ST-elevation myocardial infarction", [], "exact"),
+    ("Herpes zoster; prescribe aciclovir", "Herpes zoster", [], "exact"),
+    ("Diabetic ketoacidosis, pH 7.1", "Diabetic ketoacidosis", [], "exact"),
+    ("Acute pulmonary embolism confirmed on CT pulmonary angiography", "Acute pulmonary embolism", [], "exact"),
+    ("Acute cystitis in a young woman", "Acute cystitis", [], "exact"),
+    # a tail that narrows the diagnosis is kept
+    ("Cellulitis, left lower limb", "Cellulitis", [], "narrower"),
+    ("Pneumonia, community-acquired", "Pneumonia", [], "narrower"),
+    ("Iron deficiency anaemia, secondary to chronic blood loss", "Iron deficiency anaemia", [], "narrower"),
+])
+def test_hedges_framing_and_extra_clauses(judge, case, proposed, name, aliases, level):
+    v = verdict(judge, proposed, case(name, aliases))
+    assert v.level == level, v.rationale
+
+
+@pytest.mark.parametrize("proposed", ["Pulmonary embolism or pneumonia", "Rheumatoid arthritis vs. osteoarthritis",
+                                      "Probably pulmonary embolism versus pneumonia"])
+def test_alternatives_commit_to_no_diagnosis(judge, case, proposed):
+    v = verdict(judge, proposed, case("Pulmonary embolism" if "embolism" in proposed else "Rheumatoid arthritis"))
+    assert v.level == "wrong" and "alternatives" in v.rationale
+
+
+# --------------------------------------------------------------------- split words, apostrophes, typos
+
+@pytest.mark.parametrize("proposed, name", [
+    ("Gastroesophageal reflux disease", "Gastro-oesophageal reflux disease"),
+    ("Gastro-oesophageal reflux disease", "Gastroesophageal reflux disease"),
+    ("Diabetic keto-acidosis", "Diabetic ketoacidosis"),
+    ("Grave's disease", "Graves' disease"),
+    ("Crohns disease", "Crohn's disease"),
+    ("Acute apendicitis", "Acute appendicitis"),  # one letter missing
+    ("Pnuemonia", "Pneumonia"),  # two letters swapped
+    ("Hypothyroidsm", "Hypothyroidism"),
+])
+def test_split_words_apostrophes_and_typos(judge, case, proposed, name):
+    v = verdict(judge, proposed, case(name))
+    assert v.level == "exact", v.rationale
+
+
+@pytest.mark.parametrize("proposed, name", [
+    ("Giant cell arthritis", "Giant cell arteritis"),  # one letter apart, but both are real words
+    ("Dysphasia", "Dysphagia"),
+    ("Hypothyroidsm", "Hyperthyroidism"),  # a typo fix never crosses a near-miss guard
+    ("Gaut", "Gout"),  # too short to read as a typo
+])
+def test_typo_tolerance_is_cautious(judge, case, proposed, name):
+    assert verdict(judge, proposed, case(name)).level == "wrong"
+
+
+def test_one_edit():
+    assert _one_edit("apendicitis", "appendicitis") and _one_edit("pnuemonia", "pneumonia")
+    assert _one_edit("arthritis", "arteritis")  # hence the known-word rule
+    assert not _one_edit("gout", "gout") and not _one_edit("hypothyroidism", "hyperthyroidism")
+
+
+def test_british_oesophageal_folds_without_mangling_american():
+    assert normalise("Gastroesophageal") == "gastroesophageal" == normalise("gastrooesophageal")
+    assert normalise("Gastro-oesophageal") == "gastro esophageal"
+
+
+# ------------------------------------------------------------------------ causes and specifying words
+
+@pytest.mark.parametrize("proposed, name, level", [
+    ("Iron deficiency anaemia secondary to chronic blood loss", "Iron deficiency anaemia", "narrower"),
+    ("Acute kidney injury due to dehydration", "Acute kidney injury", "narrower"),
+    ("Anemia due to iron deficiency", "Iron deficiency anaemia", "synonym"),  # the same words: no cause added
+    ("Spontaneous pneumothorax", "Pneumothorax", "narrower"),
+    ("Pneumothorax", "Primary spontaneous pneumothorax", "broader"),
+    ("Traumatic pneumothorax", "Spontaneous pneumothorax", "wrong"),
+    ("Pneumothorax, primary spontaneous", "Primary spontaneous pneumothorax", "synonym"),
+])
+def test_causes_and_specifying_words_narrow(judge, case, proposed, name, level):
+    v = verdict(judge, proposed, case(name))
+    assert v.level == level, v.rationale
+
+
+def test_a_near_miss_of_the_name_is_no_synonym_of_a_broader_alias(judge, case):
+    scenario = case("Non-proliferative diabetic retinopathy", ["diabetic retinopathy"])
+    for proposed in ("Proliferative diabetic retinopathy", "PDR"):
+        v = verdict(judge, proposed, scenario)
+        assert not v.correct, v.rationale
