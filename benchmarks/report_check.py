@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agentclinic.tools.report_check import SuspectedError, check_rules  # noqa: E402
 from agentclinic.tools.report_errors import (  # noqa: E402
-    ADDED_SENTENCES, MEASURE_RX, SEVERITY_RX, ErrorType, InjectionError, PlantedError, body_region, inject_error,
-    sample_reports)
+    ADDED_SENTENCES, InjectionError, PlantedError, body_region, inject_error)
+from agentclinic.tools.report_text import ErrorType, sample_reports  # noqa: E402
+from agentclinic.tools.report_vocab import MEASURE_RX, SEVERITY_RX  # noqa: E402
 
 
 @dataclass

@@ -11,8 +11,8 @@ import pytest
 from agentclinic.backends.base import CALL_LOG, ChatResult, ImagePart, Message
 from agentclinic.tools import ToolArgumentError, ToolContext, ToolError, call_tool, tool_functions
 from agentclinic.tools.report_check import check_rules, error_type, locate, parse_model_errors, render
-from agentclinic.tools.report_errors import (
-    ErrorType, InjectionError, compose_report, inject_error, read_report, sample_reports)
+from agentclinic.tools.report_errors import InjectionError, inject_error
+from agentclinic.tools.report_text import ErrorType, compose_report, read_report, sample_reports
 
 T = ErrorType
 

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-import agentclinic.tools.segmentation as segmentation
+import agentclinic.tools.segment_sam as segment_sam
+import agentclinic.tools.segmentation  # noqa: F401  (registers segment)
 from agentclinic.tools import TOOLS, ToolArgumentError, ToolContext, ToolError, call_tool, tool_functions
 from agentclinic.tools.imaging import WINDOW_PRESETS, apply_window, load_image, resolve_window
 from agentclinic.tools.phantoms import PHANTOMS, render
@@ -427,18 +428,18 @@ def tiny_sam(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def sam_env(tiny_sam, monkeypatch):
-    monkeypatch.setenv(segmentation.SAM_PATH_ENV, str(tiny_sam))
-    segmentation._SAM_CACHE.clear()
+    monkeypatch.setenv(segment_sam.SAM_PATH_ENV, str(tiny_sam))
+    segment_sam._SAM_CACHE.clear()
     yield tiny_sam
-    segmentation._SAM_CACHE.clear()
+    segment_sam._SAM_CACHE.clear()
 
 
 def test_sam_needs_a_checkpoint_folder(tmp_path, monkeypatch):
-    segmentation._SAM_CACHE.clear()
-    monkeypatch.delenv(segmentation.SAM_PATH_ENV, raising=False)
+    segment_sam._SAM_CACHE.clear()
+    monkeypatch.delenv(segment_sam.SAM_PATH_ENV, raising=False)
     with pytest.raises(ToolError, match="AGENTCLINIC_SAM_PATH"):
         segment({"image_id": "chest-ct-nodule", "method": "sam", "point": [144, 272]}, phantom_context(tmp_path))
-    monkeypatch.setenv(segmentation.SAM_PATH_ENV, str(tmp_path / "nowhere"))
+    monkeypatch.setenv(segment_sam.SAM_PATH_ENV, str(tmp_path / "nowhere"))
     with pytest.raises(ToolError, match="no SAM checkpoint there"):
         segment({"image_id": "chest-ct-nodule", "method": "sam", "point": [144, 272]}, phantom_context(tmp_path))
 
@@ -460,9 +461,9 @@ def test_sam_box_prompt_end_to_end(tmp_path, sam_env):
 def test_sam_point_and_automatic_prompts_share_one_model(tmp_path, sam_env):
     context = phantom_context(tmp_path)
     point = segment({"image_id": "head-ct-haemorrhage", "method": "sam", "point": [92, 133]}, context)
-    model = segmentation._SAM_CACHE["model"]
+    model = segment_sam._SAM_CACHE["model"]
     automatic = segment({"image_id": "head-ct-haemorrhage", "method": "sam"}, context)
-    assert segmentation._SAM_CACHE["model"] is model  # loaded once per process
+    assert segment_sam._SAM_CACHE["model"] is model  # loaded once per process
     assert point.data["mode"] == "point" and automatic.data["mode"] == "automatic"
     x0, y0, x1, y1 = automatic.data["details"]["proposed_box"]
     truth = INDEX["head-ct-haemorrhage"]["lesion"]["bbox"]

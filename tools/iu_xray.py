@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentclinic.errors import AgentClinicError
-from agentclinic.tools.report_errors import compose_report
+from agentclinic.tools.report_text import TwoSections
 
 ARCHIVE = "torchxrayvision/data/NLMCXR_reports.tgz"
 
@@ -26,15 +26,12 @@ class IUXrayUnavailable(AgentClinicError):
 
 
 @dataclass(frozen=True)
-class IUReport:
+class IUReport(TwoSections):
+    """One IU-Xray report; ``text`` has FINDINGS and IMPRESSION headers."""
+
     id: str
     findings: str
     impression: str
-
-    @property
-    def text(self) -> str:
-        """The report as one text with FINDINGS and IMPRESSION headers."""
-        return compose_report(self.findings, self.impression)
 
 
 def archive_path() -> Path:

@@ -1,6 +1,6 @@
 """The ``check_report`` tool: suspected errors in a radiology report, with their spans.
 
-The rule checker (the default) reads the report with ``report_errors.read_report`` and compares the
+The rule checker (the default) reads the report with ``report_text.read_report`` and compares the
 impression with the findings (and the report with reference findings, when given): a finding
 stated in one and denied in the other (negation flip), the other side (laterality), other sizes
 (measurement, normalised to mm), other grades (severity), a significant finding in the impression
@@ -21,8 +21,9 @@ from pydantic import BaseModel, Field, model_validator
 
 from agentclinic.tools.base import ToolArguments, ToolContext, ToolError, ToolResult
 from agentclinic.tools.registry import register_tool
-from agentclinic.tools.report_errors import (
-    CONTRAST, ErrorType, Mention, ReadReport, measure_values, normalise_sentence, read_report, same_value)
+from agentclinic.tools.report_text import (
+    ErrorType, Mention, ReadReport, measure_values, normalise_sentence, read_report, same_value)
+from agentclinic.tools.report_vocab import CONTRAST
 
 CONFIDENCE = {ErrorType.NEGATION: 0.8, ErrorType.LATERALITY: 0.85, ErrorType.MEASUREMENT: 0.8,
               ErrorType.SEVERITY: 0.7, ErrorType.ADDED: 0.6, ErrorType.OMITTED: 0.5, ErrorType.REPETITION: 0.9}
@@ -60,10 +61,6 @@ def _error(kind: ErrorType, text: str, span: tuple[int, int], why: str, where: s
                           confidence=CONFIDENCE[kind] if confidence is None else confidence, where=where)
 
 
-def _compatible(a: Mention, b: Mention) -> bool:
-    return not a.side or not b.side or bool(a.side & b.side)
-
-
 def _comparable(m: Mention, e: Mention) -> bool:
     """Whether a statement and a denial of the same finding contradict each other ("no new nodule" does not
     contradict "stable nodule", "no acute fracture" does not contradict "old healed fracture"; "no large
@@ -76,7 +73,7 @@ def _comparable(m: Mention, e: Mention) -> bool:
                 return False
             if "acute" in denied.qualifiers and stated.chronic:
                 return False
-    return _compatible(m, e)
+    return m.compatible(e)
 
 
 _ELSEWHERE = frozenset({"other", "new", "additional", "further"})
@@ -130,7 +127,7 @@ class _Compare:
                        "significant; a missing 'no'?", confidence=0.6)]
 
     def _negation(self, m: Mention) -> SuspectedError | None:
-        same = [e for e in self.evidence if e.concept == m.concept and not e.hedged and _compatible(m, e)
+        same = [e for e in self.evidence if e.concept == m.concept and not e.hedged and m.compatible(e)
                 and not (e.negated and e.qualifiers & _ELSEWHERE)]  # "no other calculi" says nothing of this one
         if not same or any(e.negated == m.negated for e in same) or not all(_comparable(m, e) for e in same):
             return None
@@ -159,7 +156,7 @@ class _Compare:
                        f"{self.evidence_label} on the {'/'.join(found)}: \"{_quote(self.evidence_text, others[0])}\".")]
 
     def _severity(self, m: Mention) -> list[SuspectedError]:
-        graded = [e for e in self._stated(m) if _compatible(m, e) and e.ranks]
+        graded = [e for e in self._stated(m) if m.compatible(e) and e.ranks]
         if not m.ranks or not graded or any(e.ranks & m.ranks for e in graded):
             return []
         return [_error(ErrorType.SEVERITY, self.text, _span_of(m.severities),
@@ -178,7 +175,7 @@ class _Compare:
         known = measure_values(self.evidence, self.evidence_anchors)
         errors = []
         for item in [*(m for m in self.claim if not m.negated), *self.claim_anchors]:
-            key = item.info.measure_key if isinstance(item, Mention) else item.key
+            key = item.measure_key
             for start, end, dims in item.measures:
                 if key in known and not all(any(same_value(d, k) for k in known[key]) for d in dims):
                     values = ", ".join(f"{v:g} mm" for v in sorted(known[key]))
