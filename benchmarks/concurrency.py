@@ -6,6 +6,10 @@
     request after a fixed delay: the ideal throughput at K concurrent requests is K / delay, so
     what is missing is the harness's own overhead (client, semaphore, parsing, HTTP).
 (b) With --url, a real server (e.g. llama-cpp-python serving SmolLM2): what concurrency buys there.
+(c) With --episodes, whole episodes through ``run_session`` (the CLI's path: LLM doctor and LLM patient
+    on the endpoint, scripted measurement and judge, recording, scoring), K at a time versus one at a
+    time: episodes per second and the speed-up. AgentClinic plays one call at a time with a 1 s sleep
+    per turn.
 
 For each K in --ks, K workers each send requests one after the other (--rounds each against the
 fake endpoint; against --url enough rounds for at least --url-requests requests); the figure is all
@@ -15,6 +19,7 @@ requests / wall time, after one warm-up request. The model's concurrency limit i
 Measured here (2 shared CPUs): the fake endpoint scales to ~15x at K=16 (90% of ideal) and ~30-40x
 at K=64, where the openai client's own CPU cost (~3 ms a request) becomes the limit;
 llama-cpp-python's server runs one request at a time, so concurrency gains only ~1.1-1.3x there.
+Whole episodes (--episodes, 4 turns, 200 ms endpoint): 3.9x at K=4, 13.1x at K=16, 27.8x at K=64.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ class FakeEndpoint:
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                              + str(len(REPLY)).encode() + b"\r\n\r\n" + REPLY)
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
@@ -124,6 +129,43 @@ async def table(title: str, url: str, ks: list[int], rounds, concurrency: int, s
         print(line, flush=True)
 
 
+def episodes_table(url: str, ks: list[int], turns: int, per_k: int, delay: float | None) -> None:
+    """(c): K concurrent episodes against the endpoint versus one at a time, through ``run_session``."""
+    import tempfile
+    from pathlib import Path
+
+    from agentclinic.runs.session import RunConfig, run_session
+    from agentclinic.scenario.loaders import BANK_DIR
+
+    case = str(Path(BANK_DIR) / "cardiology" / "inferior-stemi.yaml")
+    print(f"\n(c) whole episodes on {url}: LLM doctor and patient, {turns} turns each, at least {per_k} episodes per K"
+          f"\n  {'K':>4} {'episodes':>8} {'turns':>6} {'episodes/s':>11} {'speed-up':>9}"
+          + (f" {'ideal':>7}" if delay else ""))
+    base = None
+    with tempfile.TemporaryDirectory() as out:
+        warm = RunConfig(scenarios=[case], doctor=f"openai/bench@{url}?attempts=1", patient=f"openai/bench@{url}?attempts=1",
+                         episodes=1, max_turns=turns)
+        run_session(warm, out=Path(out), run_id="warm-up")  # model load, first embeddings: not measured
+        for k in ks:
+            spec = f"openai/bench@{url}?attempts=1&concurrency={k}"
+            n = max(per_k, k)
+            config = RunConfig(scenarios=[case], doctor=spec, patient=spec, episodes=n, concurrency=k,
+                               max_turns=turns, settings={r: Settings(timeout_s=600) for r in
+                                                          ("doctor", "patient", "measurement", "judge")})
+            started = time.perf_counter()
+            folder, summary = run_session(config, out=Path(out), run_id=f"k{k}")
+            elapsed = time.perf_counter() - started
+            turns_played = sum(len(json.loads(line)["events"])
+                               for line in (folder / "episodes.jsonl").read_text().splitlines())
+            assert summary["errors"] == 0, summary
+            rate = n / elapsed
+            base = base or rate
+            line = f"  {k:>4} {n:>8} {turns_played:>6} {rate:>11.2f} {rate / base:>8.2f}x"
+            if delay:
+                line += f" {k:>6}x"
+            print(line, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ks", default="1,4,16,64", help="concurrency levels, comma-separated")
@@ -135,10 +177,21 @@ def main() -> None:
                         help="at least this many requests per K against --url (rounds = ceil(n / K))")
     parser.add_argument("--no-fake", action="store_true", help="skip (a), the fake endpoint")
     parser.add_argument("--max-tokens", type=int, default=16, help="max_tokens for --url requests")
+    parser.add_argument("--episodes", action="store_true", help="(c): whole episodes instead of single requests")
+    parser.add_argument("--turns", type=int, default=4, help="turns per episode in (c)")
+    parser.add_argument("--per-k", type=int, default=8, help="at least this many episodes per K in (c)")
     args = parser.parse_args()
     ks = [int(k) for k in args.ks.split(",") if k.strip()]
     concurrency = args.concurrency or max(ks)
 
+    if args.episodes:
+        endpoint = None if args.url else FakeEndpoint(args.delay)
+        try:
+            episodes_table(args.url or endpoint.url, ks, args.turns, args.per_k, None if args.url else args.delay)
+        finally:
+            if endpoint:
+                endpoint.close()
+        return
     if not args.no_fake:
         endpoint = FakeEndpoint(args.delay)
         try:
