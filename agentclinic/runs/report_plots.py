@@ -67,16 +67,23 @@ def _grouped_bars(ax, groups: list[str], stats: Sequence[RunStats], rates_of, wi
     ax.grid(axis="y", alpha=0.3)
 
 
+def _accuracy_bars(title: str, stats: Sequence[RunStats], groups: list[str], width: float, height: float,
+                   of) -> Plot:
+    fig = _figure(width, height)
+    ax = fig.add_subplot()
+    _grouped_bars(ax, groups, stats, of)
+    ax.set_ylabel("accuracy (95% CI)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return title, _encode(fig)
+
+
 def accuracy_by_specialty(stats: Sequence[RunStats]) -> Plot | None:
     groups = sorted({g for s in stats for g in s.by_specialty})
     if not groups:
         return None
-    fig = _figure(max(6.0, 0.45 * len(groups) * max(1, len(stats)) ** 0.5 + 2), 3.8)
-    ax = fig.add_subplot()
-    _grouped_bars(ax, groups, stats, lambda s, g: s.by_specialty.get(g))
-    ax.set_ylabel("accuracy (95% CI)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return "Accuracy by specialty", _encode(fig)
+    return _accuracy_bars("Accuracy by specialty", stats, groups,
+                          max(6.0, 0.45 * len(groups) * max(1, len(stats)) ** 0.5 + 2), 3.8,
+                          lambda s, g: s.by_specialty.get(g))
 
 
 def accuracy_by_bias(stats: Sequence[RunStats]) -> Plot | None:
@@ -85,12 +92,8 @@ def accuracy_by_bias(stats: Sequence[RunStats]) -> Plot | None:
         groups += [g for g in s.by_bias if g not in groups]
     if groups in ([], ["none"]):
         return None
-    fig = _figure(max(5.0, 0.6 * len(groups) + 3), 3.4)
-    ax = fig.add_subplot()
-    _grouped_bars(ax, groups, stats, lambda s, g: s.by_bias.get(g))
-    ax.set_ylabel("accuracy (95% CI)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return "Accuracy by bias", _encode(fig)
+    return _accuracy_bars("Accuracy by bias", stats, groups, max(5.0, 0.6 * len(groups) + 3), 3.4,
+                          lambda s, g: s.by_bias.get(g))
 
 
 def cost_accuracy(stats: Sequence[RunStats]) -> Plot | None:
