@@ -71,6 +71,20 @@ def test_a_failing_episode_is_recorded_and_the_run_goes_on(tmp_path):
     assert all(r.outcome == "incorrect" for r in list(records.values())[1:])
     assert writer.write_summary()["errors"] == 1
 
+    class Recovered(Flaky):
+        async def act(self, observation):
+            return "DIAGNOSIS READY: Migraine"
+
+    done = RunWriter(tmp_path / "run").start({"x": 1}, resume=True)
+    assert done == {1, 2}  # a resumed run plays the failed episode again
+    again = [item for item in plan if item[0] not in done]
+    asyncio.run(run_episodes(again, scripted_clinic, Recovered, writer=writer, run_id="run", doctor_name="flaky"))
+    latest = {r.episode: r for r in writer.records()}
+    assert latest[0].outcome == "incorrect" and latest[0].error is None and len(latest) == 3
+    lines = (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and json.loads(lines[0])["outcome"] == "error"  # the failed record is kept
+    assert writer.write_summary()["errors"] == 0
+
 
 def test_resume_after_sigkill(tmp_path):
     cases = write_cases(tmp_path)
