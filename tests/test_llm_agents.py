@@ -29,7 +29,6 @@ from agentclinic.env.gym import scripted_clinic
 from agentclinic.errors import ConfigError
 from agentclinic.runs.runner import play_episode
 from agentclinic.runs.session import RunConfig, resolve_config, run_session
-from agentclinic.scenario import load_scenarios
 from agentclinic.scenario.schema import Scenario
 
 from conftest import MINIMAL, write_case_with_image

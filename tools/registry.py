@@ -45,18 +45,26 @@ def parse_arguments(tool: Tool, arguments: dict[str, Any]) -> Any:
         raise ToolArgumentError(f"invalid arguments for {tool.name}: {problems}") from exc
 
 
-async def call_tool(name: str, arguments: dict[str, Any], context: ToolContext | None = None) -> tuple[ToolResult, float]:
-    """Validate the arguments and run the tool; returns the result and the seconds it took.
-
-    Raises ``ToolArgumentError`` for bad arguments and ``ToolError`` for anything the tool could not do
-    (other exceptions from a tool are wrapped in ``ToolError`` with their type)."""
+def prepare_call(name: str, arguments: dict[str, Any]) -> tuple[Tool, Any]:
+    """The tool and its validated arguments; ``ToolError`` for an unknown tool, ``ToolArgumentError``
+    for arguments that do not match its model."""
     tool = get_tool(name)
-    parsed = parse_arguments(tool, arguments)
+    return tool, parse_arguments(tool, arguments)
+
+
+async def run_tool(tool: Tool, arguments: Any, context: ToolContext | None = None) -> tuple[ToolResult, float]:
+    """Run a tool on validated arguments; returns the result and the seconds it took. Exceptions other
+    than ``ToolError`` are wrapped in one with their type."""
     started = time.perf_counter()
     try:
-        result = await tool.run(parsed, context or ToolContext())
+        result = await tool.run(arguments, context or ToolContext())
     except ToolError:
         raise
     except Exception as exc:  # noqa: BLE001 - a broken tool is an error observation, not a crash
-        raise ToolError(f"{name} failed: {type(exc).__name__}: {exc}") from exc
+        raise ToolError(f"{tool.name} failed: {type(exc).__name__}: {exc}") from exc
     return result, time.perf_counter() - started
+
+
+async def call_tool(name: str, arguments: dict[str, Any], context: ToolContext | None = None) -> tuple[ToolResult, float]:
+    """Validate the arguments and run the tool (``prepare_call`` then ``run_tool``)."""
+    return await run_tool(*prepare_call(name, arguments), context)

@@ -36,8 +36,8 @@ from agentclinic.scenario.schema import Image, Scenario
 from agentclinic.scoring.rewards import ScoreWeights, score_episode
 from agentclinic.scoring.state import EpisodeState
 
-from agentclinic.tools import ToolArgumentError, ToolContext, ToolError, call_tool, get_tool
-from agentclinic.tools.registry import parse_arguments
+from agentclinic.tools import ToolArgumentError, ToolContext, ToolError
+from agentclinic.tools.registry import prepare_call, run_tool
 
 ImagePolicy = Literal["on-request", "upfront"]
 IMAGE_POLICIES = ("on-request", "upfront")
@@ -275,13 +275,13 @@ class Clinic:
         A call with an unknown name or invalid arguments is an error observation and is not charged."""
         event.tool = {"name": action.name, "arguments": action.arguments}
         try:
-            parse_arguments(get_tool(action.name), action.arguments)
+            tool, arguments = prepare_call(action.name, action.arguments)
             if over := self.ledger.over_budget_if(tool_calls=1):
                 self.truncated_by = over
                 event.tool["error"] = f"not run: the {over.replace('_', ' ')} budget is used up"
                 return f"Tool {action.name}: not run, the {over.replace('_', ' ')} budget is used up"
             self.ledger.charge_tool(action.name)
-            result, seconds = await call_tool(action.name, action.arguments, self.tool_context())
+            result, seconds = await run_tool(tool, arguments, self.tool_context())
         except ToolError as exc:
             event.tool |= {"error": str(exc), "invalid_arguments": isinstance(exc, ToolArgumentError)}
             raise ActionError(str(exc)) from exc
