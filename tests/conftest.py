@@ -129,3 +129,14 @@ def write_case_with_image(tmp_path: Path, remote: bool = False):
         data["images"].append({"id": "web", "asset": "https://example.org/x.jpg", "modality": "photo"})
     (folder / "case.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
     return load_scenarios(folder / "case.yaml").scenarios[0]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that used the llama.cpp server and failed while the server was dead gets the server's exit
+    code and log tail in its report (not only a client's "connection refused")."""
+    outcome = yield
+    report = outcome.get_result()
+    server = getattr(item, "llama_server_process", None)
+    if server is not None and report.failed and (problem := server.dead()):
+        report.sections.append(("llama.cpp test server", problem))
