@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import threading
+from collections import Counter
 
 import pytest
 
 from agentclinic.backends.base import CALL_LOG, ChatResult, ImagePart, Message
 from agentclinic.tools import ToolArgumentError, ToolContext, ToolError, call_tool, tool_functions
-from agentclinic.tools.report_check import check_rules, error_type, locate, parse_model_errors, render
+import agentclinic.tools.report_check as report_check
+from agentclinic.tools.report_check import MAX_REPORT, check_rules, error_type, locate, parse_model_errors, render
 from agentclinic.tools.report_errors import InjectionError, inject_error
-from agentclinic.tools.report_text import ErrorType, compose_report, read_report, sample_reports
+from agentclinic.tools.report_text import MAX_SENTENCE, ErrorType, Mention, compose_report, read_report, sample_reports
 
 T = ErrorType
 
@@ -278,6 +282,102 @@ def test_tool_with_reference():
     result, _ = run({"report": "Right basal consolidation.",
                      "reference": "Consolidation at the right lung base. Small right pleural effusion."})
     assert "[in the reference]" in result.text and result.data["reference"] is True
+
+
+# ------------------------------------------------------------------------------ hostile input: size and time
+
+
+def _random_report(sentences: int, seed: int = 0) -> str:
+    """Findings and impression of ``sentences`` random sentences each, about findings, without repeats."""
+    rng = random.Random(seed)
+    words = ("small large mild severe left right no new pleural effusion nodule consolidation pneumothorax "
+             "cardiomegaly edema 12 mm 3 cm upper lower lobe base the is seen there with and").split()
+
+    def part() -> str:
+        return " ".join(" ".join(rng.choice(words) for _ in range(rng.randint(6, 12))).capitalize() + "."
+                        for _ in range(sentences))
+    return report(part(), part())
+
+
+def test_rule_checker_work_grows_linearly(monkeypatch):
+    """The comparisons the rule checker makes grow in proportion to the report, not with its square: doubling
+    a report of our reports (finding with finding) or of sentences that repeat nothing (sentence with sentence)
+    at most about doubles them."""
+    counts: Counter = Counter()
+    compatible, matcher = Mention.compatible, report_check.SequenceMatcher
+
+    def counted_compatible(self, other):
+        counts["findings"] += 1
+        return compatible(self, other)
+
+    def counted_matcher(*args, **kwargs):
+        counts["sentences"] += 1
+        return matcher(*args, **kwargs)
+
+    monkeypatch.setattr(Mention, "compatible", counted_compatible)
+    monkeypatch.setattr(report_check, "SequenceMatcher", counted_matcher)
+    samples = sample_reports()
+    ours = [report(" ".join(s.findings for s in samples) * n, " ".join(s.impression for s in samples) * n)
+            for n in (2, 4)]
+    for kind, texts in (("findings", ours), ("sentences", [_random_report(150), _random_report(300)])):
+        work = []
+        for text in texts:
+            counts.clear()
+            check_rules(text)
+            work.append(counts[kind])
+        assert work[0] > 500 and work[1] <= 2.3 * work[0], (kind, work)
+
+
+def test_overlong_sentences_are_cut():
+    text = report("Small right pleural effusion and " * 200 + "mild cardiomegaly.",
+                  "Right pleural effusion. Mild cardiomegaly.")
+    read = read_report(text)
+    assert all(len(s.text) <= MAX_SENTENCE for s in read.sentences) and len(read.sentences) > 3
+    assert {e.type for e in check_rules(text)} == {T.REPETITION}  # the words repeat, in each piece
+
+
+def test_report_length_is_capped():
+    for field in ("report", "reference"):
+        arguments = {"report": "Small effusion.", field: "x" * (MAX_REPORT + 1)}
+        with pytest.raises(ToolArgumentError, match=rf"{field}: String should have at most {MAX_REPORT} characters"):
+            run(arguments)
+    with pytest.raises(ToolError, match=rf"'CT' has {MAX_REPORT + 1} characters; check_report reads at most"):
+        run({"test": "CT"}, ToolContext(reports={"CT": "y" * (MAX_REPORT + 1)}))
+    assert run({"report": "z " * (MAX_REPORT // 2)})[0].data["checker"] == "rules"  # at the limit: checked
+
+
+def test_check_report_leaves_the_event_loop_free(monkeypatch):
+    """While a large report (under the cap) is checked, a ticker on the event loop keeps ticking: the check
+    waits in its thread for 20 ticks of 10 ms before it starts, which it would never see on the loop."""
+    big = report(" ".join(s.findings for s in sample_reports()) * 4, " ".join(s.impression for s in sample_reports()))
+    assert 40_000 < len(big) <= MAX_REPORT
+    ticked, waited, real = threading.Event(), [], report_check.check_rules
+
+    def patient_check(text, reference=None):
+        waited.append(ticked.wait(timeout=10))  # False: the ticker never ran, the check held the loop
+        return real(text, reference)
+
+    monkeypatch.setattr(report_check, "check_rules", patient_check)
+
+    async def main():
+        ticks, done = [], asyncio.Event()
+
+        async def ticker():
+            while not done.is_set():
+                await asyncio.sleep(0.01)
+                ticks.append(1)
+                if len(ticks) >= 20:
+                    ticked.set()
+
+        task = asyncio.create_task(ticker())
+        result, _ = await call_tool("check_report", {"report": big})
+        done.set()
+        await task
+        return result, len(ticks)
+
+    result, ticks = asyncio.run(main())
+    assert waited == [True] and ticks >= 20
+    assert any(e["type"] == "repetition" for e in result.data["errors"])  # the findings are there four times
 
 
 # ------------------------------------------------------------------------------ the model-backed checker

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, Awaitable, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,9 +20,10 @@ class ToolArgumentError(ToolError):
 
 
 class ToolArguments(BaseModel):
-    """Base of every tool's argument model: unknown keys are rejected."""
+    """Base of every tool's argument model: unknown keys are rejected, and so are NaN and infinite numbers
+    (``ToolArgumentError``, like any other invalid argument)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ToolResult(BaseModel):
@@ -55,10 +56,14 @@ class ToolContext:
 
 class Tool(Protocol):
     """An expert tool: ``name``, ``description``, an ``Arguments`` model (its JSON schema is what a
-    model sees), and ``async run(arguments, context) -> ToolResult``."""
+    model sees; it bounds the input, e.g. string lengths), and ``run(arguments, context) -> ToolResult``.
+
+    ``run`` is a plain function for a tool that computes (image processing, search): the registry runs it in a
+    worker thread, so concurrent episodes keep going. A tool that awaits a model makes ``run`` a coroutine
+    function; it runs on the event loop and must hand its CPU-bound work to a thread (``asyncio.to_thread``)."""
 
     name: ClassVar[str]
     description: ClassVar[str]
     Arguments: ClassVar[type[ToolArguments]]
 
-    async def run(self, arguments: Any, context: ToolContext) -> ToolResult: ...
+    def run(self, arguments: Any, context: ToolContext) -> ToolResult | Awaitable[ToolResult]: ...

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
 from typing import Any
 
@@ -53,11 +55,16 @@ def prepare_call(name: str, arguments: dict[str, Any]) -> tuple[Tool, Any]:
 
 
 async def run_tool(tool: Tool, arguments: Any, context: ToolContext | None = None) -> tuple[ToolResult, float]:
-    """Run a tool on validated arguments; returns the result and the seconds it took. Exceptions other
+    """Run a tool on validated arguments; returns the result and the seconds it took. A plain ``run`` runs in
+    a worker thread (never on the event loop), a coroutine ``run`` is awaited (see ``Tool``). Exceptions other
     than ``ToolError`` are wrapped in one with their type."""
     started = time.perf_counter()
+    context = context or ToolContext()
     try:
-        result = await tool.run(arguments, context or ToolContext())
+        if inspect.iscoroutinefunction(tool.run):
+            result = await tool.run(arguments, context)
+        else:
+            result = await asyncio.to_thread(tool.run, arguments, context)
     except ToolError:
         raise
     except Exception as exc:  # noqa: BLE001 - a broken tool is an error observation, not a crash

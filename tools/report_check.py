@@ -8,22 +8,30 @@ that the findings do not support (added) or one in the findings the impression l
 (omitted), and repeated sentences. When the episode has a model for tools, a model reads the report
 (and the image, when it takes images) and names the errors as JSON; a reply that cannot be
 understood falls back to the rule checker, and the result says so.
+
+A report (and the reference) may hold at most ``MAX_REPORT`` characters (64 KiB): a longer one is an invalid
+argument. The rule checker is near-linear in the report's length (sentences are hashed, mentions indexed by
+finding, near-repetition looked for among the ``NEAR_WINDOW`` sentences before) and runs in a worker thread,
+never on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from bisect import bisect_left, insort
 from difflib import SequenceMatcher
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from agentclinic.tools.base import ToolArguments, ToolContext, ToolError, ToolResult
 from agentclinic.tools.registry import register_tool
 from agentclinic.tools.report_text import (
     ErrorType, Mention, ReadReport, measure_values, normalise_sentence, read_report, same_value)
-from agentclinic.tools.report_vocab import CONTRAST
+from agentclinic.tools.report_vocab import CHRONIC, CONTRAST
 
 CONFIDENCE = {ErrorType.NEGATION: 0.8, ErrorType.LATERALITY: 0.85, ErrorType.MEASUREMENT: 0.8,
               ErrorType.SEVERITY: 0.7, ErrorType.ADDED: 0.6, ErrorType.OMITTED: 0.5, ErrorType.REPETITION: 0.9}
@@ -77,7 +85,14 @@ def _comparable(m: Mention, e: Mention) -> bool:
 
 
 _ELSEWHERE = frozenset({"other", "new", "additional", "further"})
+_COMPARED = CONTRAST | CHRONIC | _ELSEWHERE | {"acute"}  # the qualifiers the comparisons read
 _NO_SUCH_SIDE = re.compile(r"\b(?:left\s+middle\s+lobe|right\s+lingula\w*|lingula\w*\s+of\s+the\s+right)\b", re.I)
+
+
+def _given(value: float, known: list[float]) -> bool:
+    """Whether ``value`` is (``same_value``) one of the sorted ``known`` values: its neighbours decide."""
+    at = bisect_left(known, value)
+    return any(same_value(value, known[i]) for i in (at - 1, at) if 0 <= i < len(known))
 
 
 def _span_of(items: list[tuple]) -> tuple[int, int]:
@@ -99,6 +114,21 @@ class _Compare:
         self.claim_sentences, self.claim, self.claim_anchors = claim.part(*claim_names)
         self.evidence_sentences, self.evidence, self.evidence_anchors = evidence.part(*evidence_names)
         self.claim_label, self.evidence_label, self.where = claim_label, evidence_label, evidence_where
+        # indexes, so that each claim is compared with the evidence about its finding only, once per distinct
+        # statement of it (the first; the checks read only what the signature holds): near-linear
+        self.by_concept: dict[str, list[Mention]] = {}
+        self.first_by_group: dict[str, int] = {}
+        signatures: set[tuple] = set()
+        for i, e in enumerate(self.evidence):
+            signature = (e.concept, e.negated, e.hedged, e.side, e.qualifiers & _COMPARED, e.ranks,
+                         frozenset(d for _, _, dims in e.measures for d in dims))
+            if signature not in signatures:
+                signatures.add(signature)
+                self.by_concept.setdefault(e.concept, []).append(e)
+            for group in e.info.groups:
+                self.first_by_group.setdefault(group, i)
+        self.stated_groups = {g for e in self.evidence if not e.negated for g in e.info.groups}
+        self.any_significant = any(e.significant for e in self.evidence)
 
     def run(self) -> list[SuspectedError]:
         if not self.evidence_sentences:
@@ -120,14 +150,14 @@ class _Compare:
         return errors
 
     def _generic(self, m: Mention) -> list[SuspectedError]:
-        if m.negated or any(e.significant for e in self.evidence):
+        if m.negated or self.any_significant:
             return []
         return [_error(ErrorType.NEGATION, self.text, m.phrase,
                        f"The {self.claim_label} states an abnormality, but the {self.evidence_label} report nothing "
                        "significant; a missing 'no'?", confidence=0.6)]
 
     def _negation(self, m: Mention) -> SuspectedError | None:
-        same = [e for e in self.evidence if e.concept == m.concept and not e.hedged and m.compatible(e)
+        same = [e for e in self.by_concept.get(m.concept, ()) if not e.hedged and m.compatible(e)
                 and not (e.negated and e.qualifiers & _ELSEWHERE)]  # "no other calculi" says nothing of this one
         if not same or any(e.negated == m.negated for e in same) or not all(_comparable(m, e) for e in same):
             return None
@@ -138,7 +168,7 @@ class _Compare:
                       f"{'report' if m.negated else 'deny'} it: \"{_quote(self.evidence_text, other)}\".")
 
     def _stated(self, m: Mention) -> list[Mention]:
-        return [e for e in self.evidence if e.concept == m.concept and e.positive]
+        return [e for e in self.by_concept.get(m.concept, ()) if e.positive]
 
     def _laterality(self, m: Mention) -> list[SuspectedError]:
         if not m.side:
@@ -164,21 +194,22 @@ class _Compare:
                        f"{self.evidence_label} as '{graded[0].severities[0][3].lower()}'.")]
 
     def _added(self, m: Mention) -> list[SuspectedError]:
-        if not m.significant or any(e.info.groups & m.info.groups and not e.negated for e in self.evidence):
+        if not m.significant or self.stated_groups & m.info.groups:
             return []
-        denied = [e for e in self.evidence if e.info.groups & m.info.groups]
+        denied = min((self.first_by_group[g] for g in m.info.groups if g in self.first_by_group), default=None)
         why = (f"The {self.claim_label} reports {m.info.label}, which the {self.evidence_label} do not mention"
-               + (f" (they say \"{_quote(self.evidence_text, denied[0])}\")." if denied else "."))
+               + (f" (they say \"{_quote(self.evidence_text, self.evidence[denied])}\")." if denied is not None
+                  else "."))
         return [_error(ErrorType.ADDED, self.text, (m.sentence.start, m.sentence.end), why)]
 
     def _measurements(self) -> list[SuspectedError]:
-        known = measure_values(self.evidence, self.evidence_anchors)
+        known = {key: sorted(values) for key, values in measure_values(self.evidence, self.evidence_anchors).items()}
         errors = []
         for item in [*(m for m in self.claim if not m.negated), *self.claim_anchors]:
             key = item.measure_key
             for start, end, dims in item.measures:
-                if key in known and not all(any(same_value(d, k) for k in known[key]) for d in dims):
-                    values = ", ".join(f"{v:g} mm" for v in sorted(known[key]))
+                if key in known and not all(_given(d, known[key]) for d in dims):
+                    values = ", ".join(f"{v:g} mm" for v in known[key])
                     errors.append(_error(ErrorType.MEASUREMENT, self.text, (start, end),
                                          f"'{self.text[start:end]}' in the {self.claim_label} matches no size given "
                                          f"in the {self.evidence_label} ({values})."))
@@ -186,12 +217,17 @@ class _Compare:
 
     def _omitted(self) -> list[SuspectedError]:
         errors, seen = [], set()
+        claimed = {g for m in self.claim if not m.negated for g in m.info.groups}
+        denied: dict[str, list[Mention]] = {}
+        for m in self.claim:
+            if m.negated:
+                denied.setdefault(m.concept, []).append(m)
         for e in self.evidence:
             if not e.significant or (e.sentence.start, frozenset(e.info.groups)) in seen:
                 continue
-            if any(m.info.groups & e.info.groups and not m.negated for m in self.claim):
+            if claimed & e.info.groups:
                 continue
-            if any(m.concept == e.concept and m.negated and _comparable(m, e) for m in self.claim):
+            if any(_comparable(m, e) for m in denied.get(e.concept, ())):
                 continue  # reported as a negation flip
             seen.add((e.sentence.start, frozenset(e.info.groups)))
             errors.append(_error(ErrorType.OMITTED, self.evidence_text, (e.sentence.start, e.sentence.end),
@@ -208,6 +244,22 @@ def _anatomy(read: ReadReport) -> list[SuspectedError]:
 
 
 _WORD = re.compile(r"[A-Za-z0-9]+")
+NEAR_WINDOW = 32  # a sentence is compared for near-repetition with this many sentences before it (exact: all)
+
+
+def _echo(tokens: list[str]) -> tuple[int, int] | None:
+    """The longest run of three or more tokens that repeats the run just before it (the first such, as token
+    indices of the repeat); one pass per run length, vectorised."""
+    if len(tokens) < 6:
+        return None
+    ids = np.unique(np.array(tokens), return_inverse=True)[1]
+    for size in range(len(tokens) // 2, 2, -1):
+        same = np.concatenate(([0], np.cumsum(ids[:-size] == ids[size:])))  # same[i]: matches before i
+        hits = np.flatnonzero(same[size:len(tokens) - size + 1] - same[:len(tokens) - 2 * size + 1] == size)
+        if hits.size:
+            i = int(hits[0])
+            return i + size, i + 2 * size
+    return None
 
 
 def _echoes(read: ReadReport) -> list[SuspectedError]:
@@ -215,15 +267,7 @@ def _echoes(read: ReadReport) -> list[SuspectedError]:
     errors = []
     for sentence in read.sentences:
         words = list(_WORD.finditer(sentence.text))
-        tokens = [w.group(0).lower() for w in words]
-        found = None
-        for size in range(len(tokens) // 2, 2, -1):
-            for i in range(len(tokens) - 2 * size + 1):
-                if tokens[i:i + size] == tokens[i + size:i + 2 * size]:
-                    found = (i + size, i + 2 * size)
-                    break
-            if found:
-                break
+        found = _echo([w.group(0).lower() for w in words])
         if found:
             start = sentence.start + words[found[0]].start()
             end = sentence.start + words[found[1] - 1].end()
@@ -232,31 +276,52 @@ def _echoes(read: ReadReport) -> list[SuspectedError]:
     return errors
 
 
+def _near(norm: str, other: str) -> bool:
+    """Nearly the same sentence: both of five words or more and 92% alike (cheap bounds first)."""
+    if min(norm.count(" "), other.count(" ")) < 4 or 2.0 * min(len(norm), len(other)) / (len(norm) + len(other)) < 0.92:
+        return False
+    matcher = SequenceMatcher(None, norm, other)
+    return matcher.quick_ratio() >= 0.92 and matcher.ratio() >= 0.92
+
+
 def _repetitions(read: ReadReport) -> list[SuspectedError]:
+    """Sentences that repeat an earlier one of their section: the same anywhere before, or nearly the same
+    among the ``NEAR_WINDOW`` sentences before (sentences hashed, so the check stays near-linear)."""
     errors = _echoes(read)
     for name in read.body:
         sentences = [s for s in read.sentences if s.section == name]
-        for j, later in enumerate(sentences):
-            norm = normalise_sentence(later.text)
-            if len(norm.split()) < 2:
+        norms = [normalise_sentence(s.text) for s in sentences]
+        first: dict[str, int] = {}
+        for j, (later, norm) in enumerate(zip(sentences, norms)):
+            earliest = first.setdefault(norm, j)
+            if norm.count(" ") < 1:
                 continue
-            for earlier in sentences[:j]:
-                other = normalise_sentence(earlier.text)
-                if norm == other or (min(len(norm.split()), len(other.split())) >= 5
-                                     and SequenceMatcher(None, norm, other).ratio() >= 0.92):
-                    errors.append(_error(ErrorType.REPETITION, read.text, (later.start, later.end),
-                                         f"This sentence repeats an earlier one in the {name}: "
-                                         f"\"{' '.join(earlier.text.split())}\"."))
-                    break
+            match = next((i for i in range(max(0, j - NEAR_WINDOW), min(j, earliest if earliest < j else j))
+                          if _near(norm, norms[i])), earliest if earliest < j else None)
+            if match is not None:
+                errors.append(_error(ErrorType.REPETITION, read.text, (later.start, later.end),
+                                     f"This sentence repeats an earlier one in the {name}: "
+                                     f"\"{' '.join(sentences[match].text.split())}\"."))
     return errors
 
 
 def _dedupe(errors: list[SuspectedError]) -> list[SuspectedError]:
+    """The most confident of the suspected errors of one type that overlap; kept spans are indexed by
+    position, so each error is compared with its neighbours only."""
     kept: list[SuspectedError] = []
+    spans: dict[tuple, list[tuple[int, int, int]]] = {}  # (type, where) -> sorted (start, end, i) of kept spans
     for error in sorted(errors, key=lambda e: -e.confidence):
-        if not any(k.type == error.type and k.where == error.where and error.start is not None
-                   and k.overlaps(error.start, error.end) for k in kept):
-            kept.append(error)
+        if error.start is not None:
+            placed = spans.setdefault((error.type, error.where), [])
+            at = bisect_left(placed, (error.end, float("inf")))  # kept spans starting at or before error.end
+            # kept spans never overlap each other, so their ends rise with their starts: look back while they can
+            i = at - 1
+            while i >= 0 and placed[i][1] >= error.start and not kept[placed[i][2]].overlaps(error.start, error.end):
+                i -= 1
+            if i >= 0 and placed[i][1] >= error.start:
+                continue
+            insort(placed, (error.start, error.end, len(kept)))
+        kept.append(error)
     return sorted(kept, key=lambda e: (e.where != "report", e.start if e.start is not None else -1, e.type.value))
 
 
@@ -419,7 +484,7 @@ async def check_with_model(model: Any, report: str, reference: str | None = None
     messages = [Message(role="system", content=system), Message(role="user", content=content)]
     result = await call_model(model, messages, settings or Settings(max_tokens=800), role="tool",
                               json_schema=ERRORS_SCHEMA)
-    errors, dropped = parse_model_errors(result.text, report, reference)
+    errors, dropped = await asyncio.to_thread(parse_model_errors, result.text, report, reference)
     return errors, result.text, dropped
 
 
@@ -428,13 +493,20 @@ async def check_with_model(model: Any, report: str, reference: str | None = None
 # --------------------------------------------------------------------------------------------
 
 
+MAX_REPORT = 65_536  # characters of a report or reference to check
+
+
 class CheckReportArguments(ToolArguments):
-    report: str | None = Field(None, description="The report text to check (give this or `test`).")
-    test: str | None = Field(None, description="The name of a test result received in this episode whose report "
-                                               "should be checked (give this or `report`).")
-    reference: str | None = Field(None, description="Reference findings to compare the report with (optional).")
-    image_id: str | None = Field(None, description="The id of the case image the report describes; an "
-                                                   "image-capable checker model sees it (optional).")
+    report: str | None = Field(None, max_length=MAX_REPORT, description=(
+        f"The report text to check (give this or `test`); at most {MAX_REPORT} characters."))
+    test: str | None = Field(None, max_length=200, description="The name of a test result received in this "
+                                                               "episode whose report should be checked (give this "
+                                                               "or `report`).")
+    reference: str | None = Field(None, max_length=MAX_REPORT, description=(
+        f"Reference findings to compare the report with (optional; at most {MAX_REPORT} characters)."))
+    image_id: str | None = Field(None, max_length=200, description="The id of the case image the report "
+                                                                   "describes; an image-capable checker model "
+                                                                   "sees it (optional).")
 
     @model_validator(mode="after")
     def _one_source(self) -> CheckReportArguments:
@@ -479,6 +551,9 @@ class CheckReportTool:
         if arguments.test is not None:
             name, report = _lookup(arguments.test, context.reports)
             source = f"test:{name}"
+            if len(report) > MAX_REPORT:
+                raise ToolError(f"the result {name!r} has {len(report)} characters; check_report reads at most "
+                                f"{MAX_REPORT}")
         else:
             report, source = arguments.report or "", "report"
         if not report.strip():
@@ -486,7 +561,7 @@ class CheckReportTool:
         reference = arguments.reference if arguments.reference and arguments.reference.strip() else None
         data: dict[str, Any] = {"source": source, "reference": reference is not None}
         image = self._image(arguments.image_id, context, data)
-        rule_errors = check_rules(report, reference)
+        rule_errors = await asyncio.to_thread(check_rules, report, reference)
         errors, checker = rule_errors, "rule-based"
         data["checker"] = "rules"
         if context.model is not None:

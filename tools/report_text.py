@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import yaml
@@ -91,7 +91,7 @@ class Mention:
     def info(self) -> Concept:
         return CONCEPTS[self.concept]
 
-    @property
+    @cached_property  # read once the sentence is read (``_attach`` fills ``sides``)
     def side(self) -> frozenset[str]:
         out: set[str] = set()
         for _, _, word in self.sides:
@@ -99,7 +99,7 @@ class Mention:
             out |= {"left", "right"} if word.startswith(("bilateral", "both")) else {word.split("-")[0]}
         return frozenset(out)
 
-    @property
+    @cached_property
     def ranks(self) -> frozenset[int]:
         """The grades the mention is given; minimal/slight/trace and mild/small count as one."""
         return soft_ranks(r for _, _, ranks, _ in self.severities for r in ranks)
@@ -203,18 +203,69 @@ _SENT_END = re.compile(r"(?<!\b[Ee]\.g)(?<!\b[Ii]\.e)(?<!\bvs)(?<!\bDr)(?<!\bapp
                        r"(?:\d{1,2}[.)]|[-•*])\s)")
 _LIST_MARK = re.compile(r"\s*(?:\d{1,2}[.)]|[-•*])\s+|\s+")
 _INLINE_ITEM = re.compile(r"(?<=[^\s.!?])\s+(\d{1,2})[.)]\s+(?=[A-Z])")
+_NUMBERED = re.compile(r"(\d{1,2})[.)]\s")
+MAX_SENTENCE = 1000  # characters: a longer run without a sentence end is cut at a space (keeps reading linear)
+
+
+def _long_cuts(text: str, start: int, end: int) -> list[int]:
+    """Where to cut ``text[start:end]`` so that no piece is longer than ``MAX_SENTENCE`` (at a space when
+    there is one in the second half of the piece)."""
+    cuts = []
+    while end - start > MAX_SENTENCE:
+        space = text.rfind(" ", start + MAX_SENTENCE // 2, start + MAX_SENTENCE)
+        start = space + 1 if space != -1 else start + MAX_SENTENCE
+        cuts.append(start)
+    return cuts
+
+
+def _earlier_numbers(text: str, section: Section) -> dict[str, int]:
+    """Each list number written in the section at its start or after a space ("2." / "2)" and a space),
+    with where its first such writing ends."""
+    first: dict[str, int] = {}
+    for match in _NUMBERED.finditer(text, section.start, section.end):
+        if match.start() == section.start or text[match.start() - 1].isspace():
+            first.setdefault(match.group(1), match.end())
+    return first
+
+
+def _marker_before(text: str, lo: int, hi: int) -> int | None:
+    """Where a list number ("2." / "3)") that ends ``text[lo:hi]`` (spaces aside) starts, when it follows
+    ``lo``, a sentence end and a space, or a line break."""
+    j = hi
+    while j > lo and text[j - 1].isspace():
+        j -= 1
+    if j - lo < 2 or text[j - 1] not in ".)":
+        return None
+    d = j - 1
+    while d > lo and d > j - 4 and text[d - 1].isdecimal():
+        d -= 1
+    if d == j - 1 or j - 1 - d > 2:
+        return None
+    if d == lo:
+        return d
+    w = d
+    while w > lo and text[w - 1].isspace():
+        w -= 1
+    if w == d:
+        return None
+    if "\n" in text[w:d] or (w > lo and text[w - 1] in ".!?"):
+        return d
+    return None
 
 
 def split_sentences(text: str, section: Section) -> list[Sentence]:
-    """The sentences of a section, with offsets in the report; list markers ("1.") are not sentences."""
+    """The sentences of a section, with offsets in the report; list markers ("1.") are not sentences.
+    A run of more than ``MAX_SENTENCE`` characters without a sentence end is cut into pieces."""
     out: list[Sentence] = []
     pos = section.start
     chunk_ends = [m.end() for m in _SENT_END.finditer(text, section.start, section.end)] + [section.end]
+    numbers = _earlier_numbers(text, section)
     for match in _INLINE_ITEM.finditer(text, section.start, section.end):  # "1. Cardiomegaly 2. Effusion"
         number = int(match.group(1))
-        if number >= 2 and re.search(rf"(?:^|\s){number - 1}[.)]\s", text[section.start:match.start()]):
+        if number >= 2 and numbers.get(str(number - 1), section.end + 1) <= match.start():
             chunk_ends.append(match.start())
     chunk_ends.sort()
+    chunk_ends = [cut for a, b in zip([section.start, *chunk_ends], chunk_ends) for cut in (*_long_cuts(text, a, b), b)]
     for end in chunk_ends:
         if end <= pos:
             continue
@@ -237,10 +288,9 @@ def split_sentences(text: str, section: Section) -> list[Sentence]:
         pos = end
     # a list number that ended a chunk ("1.") leaves its sentence's lead at the number: recover it
     for sentence in out:
-        before = text[section.start:sentence.start]
-        marker = re.search(r"(?:^|[.!?]\s+|\n\s*)(\d{1,2}[.)])\s*$", before)
-        if marker:
-            sentence.lead = section.start + marker.start(1)
+        marker = _marker_before(text, section.start, sentence.start)
+        if marker is not None:
+            sentence.lead = marker
     return out
 
 
@@ -311,8 +361,8 @@ def _hedged(text: str, sentence: Sentence, mention: Mention) -> bool:
 
 def _negation(text: str, sentence: Sentence, mention: Mention) -> None:
     before = text[sentence.start:mention.start]
-    cues = [c for c in PRE_NEG.finditer(before) if not any(p.start() <= c.start() < p.end()
-                                                             for p in PSEUDO_NEG.finditer(before))]
+    pseudo = [(p.start(), p.end()) for p in PSEUDO_NEG.finditer(before)]
+    cues = [c for c in PRE_NEG.finditer(before) if not any(a <= c.start() < b for a, b in pseudo)]
     if cues:
         cue = cues[-1]
         gap = before[cue.end():]

@@ -12,7 +12,6 @@ source's passages and faiss index are cached on disk (``corpus.py``); one index 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import re
@@ -427,11 +426,15 @@ def search(query: str, k: int = 5, sources: tuple[str, ...] | list[str] | None =
 # ---------------------------------------------------------------- the tool
 
 
+MAX_QUERY = 2000  # characters of a query (a tool argument): longer ones are invalid arguments
+
+
 class RetrieveArguments(ToolArguments):
     """Arguments of ``retrieve``."""
 
-    query: str = Field(description="what to look up: symptoms, signs, test results or a disease name, "
-                                   "in plain words (e.g. 'fever, neck stiffness and a purpuric rash')")
+    query: str = Field(max_length=MAX_QUERY, description=(
+        "what to look up: symptoms, signs, test results or a disease name, in plain words (e.g. 'fever, neck "
+        f"stiffness and a purpuric rash'); at most {MAX_QUERY} characters"))
     k: int = Field(5, ge=1, le=20, description="the most diseases to return (fewer when the rest score poorly)")
     sources: list[Literal["kb", "icd10", "hpo"]] | None = Field(
         None, description="only these sources: 'kb' (the disease knowledge base), 'icd10' (ICD-10-CM titles), "
@@ -462,8 +465,8 @@ class RetrieveTool:
         "matching passage; an empty list means nothing matched well.")
     Arguments: ClassVar[type[ToolArguments]] = RetrieveArguments
 
-    async def run(self, arguments: RetrieveArguments, context: ToolContext) -> ToolResult:
-        hits = await asyncio.to_thread(search, arguments.query, arguments.k, arguments.sources)
+    def run(self, arguments: RetrieveArguments, context: ToolContext) -> ToolResult:  # CPU-bound: in a thread
+        hits = search(arguments.query, arguments.k, arguments.sources)
         if not hits:
             return ToolResult(text=f"No disease matched {arguments.query!r} well enough.", data={"hits": []})
         lines = [f"{n}. {h.disease}{f' ({h.icd10})' if h.icd10 else ''}, score {h.score:.2f} [{h.source}]: "

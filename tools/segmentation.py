@@ -13,7 +13,6 @@ the context's output folder and, when the image has a ground-truth mask, adds th
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import math
@@ -35,7 +34,8 @@ from agentclinic.tools.segment_sam import load_sam, segment_sam
 
 
 class SegmentArguments(ToolArguments):
-    image_id: str = Field(description="Id of the case image to segment, as listed with the case's images.")
+    image_id: str = Field(max_length=200, description="Id of the case image to segment, as listed with the "
+                                                      "case's images.")
     box: list[float] | None = Field(
         None, min_length=4, max_length=4,
         description="Box around the finding, [x0, y0, x1, y1] in pixels: x is the column and y the row, "
@@ -240,7 +240,7 @@ class SegmentTool:
         "centroid and diameters, and saves the mask and an overlay image.")
     Arguments: ClassVar[type[ToolArguments]] = SegmentArguments
 
-    async def run(self, arguments: SegmentArguments, context: ToolContext) -> ToolResult:
+    def run(self, arguments: SegmentArguments, context: ToolContext) -> ToolResult:  # CPU-bound: in a thread
         info = context.images.get(arguments.image_id)
         if info is None:
             known = ", ".join(sorted(context.images)) or "none"
@@ -248,8 +248,7 @@ class SegmentTool:
         if not info.get("available", info.get("path") is not None) or not info.get("path"):
             reason = info.get("reason") or "no local file"
             raise ToolError(f"image {arguments.image_id!r} is not available: {reason}")
-        out_dir = context.output_dir()
-        return await asyncio.to_thread(self._run, arguments, info, out_dir)
+        return self._run(arguments, info, context.output_dir())
 
     def _run(self, args: SegmentArguments, info: dict, out_dir: Path) -> ToolResult:
         if args.method == "sam":
