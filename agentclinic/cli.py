@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from agentclinic.errors import AgentClinicError
@@ -28,7 +29,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a ta
 
 
 def _fail(exc: AgentClinicError) -> None:
-    err_console.print(f"[red]error:[/red] {exc}")
+    err_console.print(f"[red]error:[/red] {escape(str(exc))}")
     raise typer.Exit(2)
 
 
@@ -51,10 +52,10 @@ def list_scenarios(paths: Paths = None, format: Format = None, as_json: AsJson =
     for column in columns:
         table.add_column(column, no_wrap=column != "diagnosis")
     for row in rows:
-        table.add_row(*(str(row[c]) if row[c] is not None else "" for c in columns))
+        table.add_row(*(escape(str(row[c])) if row[c] is not None else "" for c in columns))
     console.print(table)
     for error in loaded.errors:
-        err_console.print(f"[red]error:[/red] {error}")
+        err_console.print(f"[red]error:[/red] {escape(str(error))}")
 
 
 @scenarios_app.command("show")
@@ -65,7 +66,7 @@ def show(scenario_id: Annotated[str, typer.Argument(help="scenario id")],
     try:
         scenario = load_scenarios(source or [BANK_DIR], format=format, skip_errors=True).get(scenario_id)
     except KeyError as exc:
-        err_console.print(f"[red]error:[/red] {exc.args[0]}")
+        err_console.print(f"[red]error:[/red] {escape(exc.args[0])}")
         raise typer.Exit(2) from None
     except AgentClinicError as exc:
         _fail(exc)
@@ -88,9 +89,11 @@ def validate(paths: Paths = None, format: Format = None, as_json: AsJson = False
         print(report.model_dump_json(indent=2))
     else:
         for issue in report.errors:
-            console.print(f"[red]error[/red] [dim]{issue.code}[/dim] {issue}", highlight=False, soft_wrap=True)
+            console.print(f"[red]error[/red] [dim]{issue.code}[/dim] {escape(str(issue))}", highlight=False,
+                          soft_wrap=True)
         for issue in report.warnings:
-            console.print(f"[yellow]warning[/yellow] [dim]{issue.code}[/dim] {issue}", highlight=False, soft_wrap=True)
+            console.print(f"[yellow]warning[/yellow] [dim]{issue.code}[/dim] {escape(str(issue))}", highlight=False,
+                          soft_wrap=True)
         console.print(f"{report.scenarios} scenarios in {len(report.specialties)} specialties: "
                       f"{len(report.errors)} errors, {len(report.warnings)} warnings")
     raise typer.Exit(1 if report.errors else 0)
@@ -111,8 +114,8 @@ def import_scenarios(source: Annotated[Path, typer.Argument(help="a file in any 
         (out / f"{scenario.id}.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
                                                  encoding="utf-8")
     for error in loaded.errors:
-        err_console.print(f"[red]skipped:[/red] {error}")
-    console.print(f"wrote {len(loaded)} scenarios to {out}")
+        err_console.print(f"[red]skipped:[/red] {escape(str(error))}")
+    console.print(f"wrote {len(loaded)} scenarios to {escape(str(out))}")
 
 
 Spec = Optional[str]
@@ -173,7 +176,7 @@ def run(
                                       resume=resume, console=console)
     except AgentClinicError as exc:
         _fail(exc)
-    table = Table(title=f"run {folder.name}", show_header=False)
+    table = Table(title=f"run {escape(folder.name)}", show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     for label, key in (("episodes", "episodes"), ("accuracy", "accuracy"), ("correct", "correct"),
@@ -184,9 +187,9 @@ def run(
         value = summary.get(key)
         table.add_row(label, "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value))
     for name, count in summary.get("tool_calls", {}).items():
-        table.add_row(f"  {name} calls", str(count))
+        table.add_row(f"  {escape(name)} calls", str(count))
     console.print(table)
-    console.print(f"records: {folder / 'episodes.jsonl'}")
+    console.print(f"records: {escape(str(folder / 'episodes.jsonl'))}")
 
 
 @app.command()

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/segmentation.py [--repeat 5] [--sam]
 
-For each phantom in ``scenarios/assets`` and each prompt (the lesion's centre point, a box a
+For each phantom in ``scenarios/radiology/assets`` and each prompt (the lesion's centre point, a box a
 quarter wider than the lesion on each side, the lesion's tight bounding box, automatic mode)
 prints the true area, the measured area, the error, the Dice score against the ground-truth mask
 and the median time per call through ``call_tool`` (after one warm-up call that pays for imports).
@@ -27,7 +27,7 @@ from pydicom.data import get_testdata_file
 import agentclinic.tools.segmentation  # noqa: F401 - registers the tool
 from agentclinic.tools import ToolContext, ToolError, call_tool
 
-ASSETS = Path(__file__).resolve().parents[1] / "scenarios" / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "scenarios" / "radiology" / "assets"
 
 
 async def timed(arguments: dict, context: ToolContext, repeat: int) -> tuple[dict | str, float]:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from agentclinic.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
-PHANTOM = REPO / "scenarios" / "assets" / "chest-ct-nodule.dcm"
+PHANTOM = REPO / "scenarios" / "radiology" / "assets" / "chest-ct-nodule.dcm"
 cli = CliRunner()
 
 

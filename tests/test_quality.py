@@ -54,10 +54,15 @@ def test_refusal_icd_differential_price_and_assets(write_yaml, scenario_data, tm
     assert "remote-asset" in codes(report, "warnings")
 
 
-def test_package_assets_resolve(write_yaml, scenario_data):
-    scenario_data["images"] = [{"asset": "package:agentclinic/scenario/prices-us-2024.yaml", "modality": "table"}]
+def test_package_assets_resolve_and_must_be_images(write_yaml, scenario_data):
+    scenario_data["images"] = [{"asset": "package:pydicom/data/test_files/CT_small.dcm", "modality": "CT"},
+                               {"asset": "package:skimage/data/retina.jpg", "modality": "fundus photo"}]
     _, report = validate_paths([write_yaml(scenario_data)])
     assert report.ok
+    scenario_data["images"] = [{"asset": "package:agentclinic/scenario/prices-us-2024.yaml", "modality": "table"}]
+    _, report = validate_paths([write_yaml(scenario_data)])
+    [issue] = report.errors
+    assert issue.field == "images.0.asset" and "is not an image" in issue.message
 
 
 def test_near_duplicates_are_warned(write_yaml, scenario_data):

@@ -21,7 +21,7 @@ from agentclinic.tools.phantoms import PHANTOMS, render
 from agentclinic.tools.phantoms import main as phantoms_main
 
 REPO = Path(__file__).resolve().parents[1]
-ASSETS = REPO / "scenarios" / "assets"
+ASSETS = REPO / "scenarios" / "radiology" / "assets"
 INDEX = json.loads((ASSETS / "phantoms.json").read_text())["phantoms"]
 SKIMAGE_DATA = Path(__import__("skimage.data", fromlist=["data"]).__file__).parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -6,7 +6,7 @@ slice (HU = stored value - 1024) plus a PNG mask of the lesion. ``phantoms.json`
 phantom, the lesion's true area (pixels of the mask x pixel area), diameter, centre, bounding box,
 pixel spacing and a description. Output is deterministic (fixed seeds, fixed UIDs and dates).
 
-    python -m agentclinic.tools.phantoms scenarios/assets
+    python -m agentclinic.tools.phantoms scenarios/radiology/assets
 """
 
 from __future__ import annotations

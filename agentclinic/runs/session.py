@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agentclinic.backends.base import Settings
@@ -256,7 +257,8 @@ def run_session(config: RunConfig, *, out: Path, run_id: str | None = None, resu
         raise ConfigError(f"no scenario could be loaded from {', '.join(config.scenarios)}"
                           + (f" (first error: {scenarios.errors[0]})" if scenarios.errors else ""))
     if console and scenarios.errors:
-        console.print(f"[yellow]{len(scenarios.errors)} scenario records skipped[/yellow] (first: {scenarios.errors[0]})")
+        console.print(f"[yellow]{len(scenarios.errors)} scenario records skipped[/yellow] "
+                      f"(first: {escape(str(scenarios.errors[0]))})")
     if console and config.patient_bias and config.patient == "scripted":
         console.print("[yellow]note:[/yellow] the scripted patient ignores biases (recorded as not applied)")
     if console and config.doctor_bias and config.doctor.split(":")[0] in ("scripted", "random", "human"):

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agentclinic.errors import ScenarioError
-from agentclinic.scenario.loaders import Record, Source, build, jsonl_rows, register_loader
+from agentclinic.scenario.loaders import Record, Source, build, register_loader
+from agentclinic.scenario.reading import jsonl_rows
 
 MEDQA_PROVENANCE = {
     "source": "AgentClinic-MedQA", "synthetic": False, "licence": "MIT",
@@ -155,6 +156,15 @@ def medqa_facts(actor: dict) -> list[dict]:
     return facts
 
 
+def _mapping(osce: dict, key: str) -> dict:
+    """``osce[key]``, which must be a mapping (names to texts or to deeper mappings), or {} when absent."""
+    value = osce.get(key) or {}
+    if not isinstance(value, dict):
+        raise ScenarioError(f"{key} must be a mapping of names to findings, not a {type(value).__name__}",
+                            field=f"OSCE_Examination.{key}")
+    return value
+
+
 def load_medqa(path: Path) -> Iterator[Record]:
     """AgentClinic MedQA / MedQA-extended JSONL, one OSCE case per line."""
     for number, row in jsonl_rows(path):
@@ -164,7 +174,7 @@ def load_medqa(path: Path) -> Iterator[Record]:
         source = Source(path, number)
         try:
             osce = row["OSCE_Examination"]
-            actor = osce.get("Patient_Actor") or {}
+            actor = _mapping(osce, "Patient_Actor")
             data = {
                 "id": f"medqa-{number:03d}",
                 "title": str(osce.get("Objective_for_Doctor") or f"MedQA case {number}")[:120],
@@ -173,10 +183,13 @@ def load_medqa(path: Path) -> Iterator[Record]:
                 "doctor_brief": osce.get("Objective_for_Doctor") or "Assess and diagnose the patient.",
                 "patient": demographics(str(actor.get("Demographics", ""))),
                 "facts": medqa_facts(actor),
-                "examination": medqa_examination(osce.get("Physical_Examination_Findings") or {}),
-                "tests": medqa_tests(osce.get("Test_Results") or {}),
+                "examination": medqa_examination(_mapping(osce, "Physical_Examination_Findings")),
+                "tests": medqa_tests(_mapping(osce, "Test_Results")),
                 "diagnosis": {"name": osce.get("Correct_Diagnosis")} if osce.get("Correct_Diagnosis") else None,
             }
+        except ScenarioError as exc:
+            yield ScenarioError(exc.message, path=path, line=number, field=exc.field)
+            continue
         except (KeyError, TypeError, AttributeError) as exc:
             yield ScenarioError(f"not an AgentClinic MedQA record ({exc!r})", path=path, line=number)
             continue

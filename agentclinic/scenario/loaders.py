@@ -4,11 +4,12 @@ Every loader turns one file into a stream of ``Scenario`` objects and
 ``ScenarioError`` objects (one per bad record or field), so one bad case never hides
 the others. ``load_scenarios`` walks files and folders, picks a loader by name or by
 the file's shape, and either raises on the first error or collects them all.
+
+Files are read within the limits of ``reading.py``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from agentclinic.errors import ScenarioError
+from agentclinic.scenario.reading import jsonl_rows, read_yaml
 from agentclinic.scenario.schema import Scenario
 
 SUFFIXES = (".yaml", ".yml", ".json", ".jsonl")
@@ -88,47 +90,16 @@ def _records(items: Iterable[tuple[object, Source]]) -> Iterator[Record]:
 
 def load_native(path: Path) -> Iterator[Record]:
     """Native YAML / JSON: one scenario mapping, or a list of them; JSONL: one per line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        yield ScenarioError(f"cannot read file: {exc}", path=path, code="io")
-        return
     if path.suffix == ".jsonl":
-        yield from _records(_jsonl(path, text))
+        yield from _records((data, Source(path, line)) for line, data in jsonl_rows(path))
         return
     try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        yield ScenarioError(f"not valid YAML/JSON: {getattr(exc, 'problem', exc)}", path=path,
-                            line=mark.line + 1 if mark else None, code="syntax")
+        records = read_yaml(path)
+    except ScenarioError as exc:
+        yield exc
         return
-    if data is None:
-        yield ScenarioError("file is empty", path=path, code="syntax")
-    elif isinstance(data, list):
-        yield from _records((item, Source(path, sub.start_mark.line + 1, sub)) for item, sub in zip(data, node.value))
-    else:
-        yield from _records([(data, Source(path, node.start_mark.line + 1, node))])
-
-
-def _jsonl(path: Path, text: str) -> Iterator[tuple[object, Source]]:
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                yield json.loads(line), Source(path, number)
-            except json.JSONDecodeError as exc:
-                yield ScenarioError(f"not valid JSON: {exc.msg}", path=path, line=number, code="syntax"), Source(path, number)
-
-
-def jsonl_rows(path: Path) -> Iterator[tuple[int, object | ScenarioError]]:
-    """(line number, parsed JSON or error) for each non-empty line of a JSONL file."""
-    for data, source in _jsonl(path, path.read_text(encoding="utf-8")):
-        yield source.line, data
+    for data, node, duplicate_keys in records:
+        yield from duplicate_keys or _records([(data, Source(path, node.start_mark.line + 1, node))])
 
 
 LOADERS: dict[str, Loader] = {"native": load_native}
@@ -145,12 +116,7 @@ def register_loader(name: str, loader: Loader, detect: Callable[[dict], bool] | 
 def detect_format(path: Path) -> str:
     """Name the loader for a file by its shape (JSONL rows are recognised by their keys)."""
     if path.suffix == ".jsonl":
-        try:
-            with path.open(encoding="utf-8") as handle:
-                first = next((line for line in handle if line.strip()), "")
-            row = json.loads(first) if first else {}
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            return "native"
+        _, row = next(jsonl_rows(path), (None, {}))
         for name, detect in DETECTORS:
             if isinstance(row, dict) and detect(row):
                 return name

@@ -2,7 +2,8 @@
 
 Errors: schema violations, a missing diagnosis, the diagnosis leaked into what the
 doctor is shown, the diagnosis in its own differential, model-refusal text, ICD-10-CM
-codes that do not exist, unknown price codes, missing or unreadable assets.
+codes that do not exist, unknown price codes, assets that are missing, unreadable, not
+images, over the size limits, or outside the scenario's folder or package.
 Warnings: near-duplicate cases, remote assets, no tests, a diagnosis without a code,
 names that are mentioned in a patient fact, tests whose names collide.
 """

@@ -8,6 +8,7 @@ these models written as YAML or JSON.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from enum import Enum
 from typing import Annotated, Any, Literal
 
@@ -205,9 +206,8 @@ class Scenario(Strict):
             if image.id is None:
                 image.id = f"img{i}"
         for kind, ids in (("fact", [f.id for f in self.facts]), ("image", [m.id for m in self.images])):
-            seen = {x for x in ids if ids.count(x) > 1}
-            if seen:
-                raise ValueError(f"duplicate {kind} ids: {sorted(seen)}")
+            if repeated := sorted(x for x, n in Counter(ids).items() if n > 1):
+                raise ValueError(f"duplicate {kind} ids: {repeated}")
         fact_ids = {f.id for f in self.facts}
         for flag in self.red_flags:
             missing = [x for x in flag.facts if x not in fact_ids]
