@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from llama_server import llama_server, llama_server_process  # noqa: F401  (the real-server fixtures, for every module)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """A real OpenAI-compatible server for the integration tests: llama-cpp-python serving SmolLM2-135M-Instruct.
 
-Use from a test module with ``from llama_server import llama_server  # noqa: F401`` and mark the tests
+Use from any test module by asking for the ``llama_server`` fixture (``conftest.py`` imports it) and mark the tests
 ``@pytest.mark.slow``. One server on 127.0.0.1 (a free port) serves the whole session; the ``llama_server``
 fixture yields its base URL (``http://127.0.0.1:PORT/v1``). The server is warmed up with a real chat
 completion (a multi-token prompt, which is what crashed natively built AMX kernels) before any test uses
