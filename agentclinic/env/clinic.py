@@ -25,7 +25,7 @@ from typing import Literal
 from agentclinic.agents.base import Judge, Measurement, Patient, Verdict
 from agentclinic.backends.base import CALL_LOG
 from agentclinic.env.actions import (
-    Action, ActionError, Ask, CallTool, Diagnose, Examine, OrderTests, RequestImage, parse_action)
+    Action, ActionError, Ask, CallTool, Diagnose, Examine, OrderTests, RequestImage, parse_action, raw_output)
 from agentclinic.env.ledger import Budget, Ledger
 from agentclinic.errors import AgentClinicError, ConfigError, ScenarioError
 from agentclinic.runs.record import Event
@@ -166,9 +166,10 @@ class Clinic:
                 **({"axes": dict(self.scores["axes"]), "composite": self.scores["composite"], "scores": self.scores}
                    if self.scores is not None and event is not None else {})}
 
-    async def step(self, message: str | dict | Action, doctor_ms: float = 0.0,
+    async def step(self, message: object, doctor_ms: float = 0.0,
                    doctor_calls: list[dict] | None = None) -> StepResult:
-        """Apply one doctor action; every call costs a turn, a malformed one too.
+        """Apply one doctor output (anything: see ``parse_action``); every call costs a turn and records one
+        event, a malformed one too (an ``Error: ...`` observation; the event keeps the output, JSON-safe).
 
         ``doctor_calls`` are the model calls the doctor made to choose this action (for the record).
         """
@@ -176,8 +177,7 @@ class Clinic:
             raise AgentClinicError("the episode is over (or never started): call reset() first")
         started = time.perf_counter()
         self.ledger.turns += 1
-        raw = message if isinstance(message, (str, dict)) else message.model_dump()
-        event = Event(turn=self.ledger.turns, doctor=raw, observation="")
+        event = Event(turn=self.ledger.turns, doctor=raw_output(message), observation="")
         reward, terminated = 0.0, False
         calls: list[dict] = list(doctor_calls or [])
         token = CALL_LOG.set(calls)

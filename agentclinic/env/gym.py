@@ -1,6 +1,8 @@
 """``ClinicEnv``: the Gymnasium face of the clinic, synchronous over the async core.
 
-Observations and actions are text (``gymnasium.spaces.Text``); observations are folded to
+Observations and actions are text (``gymnasium.spaces.Text``; an action may also be a JSON action, a tool
+call or an ``Action``, and anything else is an ``Error: ...`` observation that spends the turn, never an
+exception; actions over the space's ``max_length`` are errors too); observations are folded to
 the space's charset (accents and symbols such as ``°`` or ``µ`` spelled in ASCII) and cut
 to its length, so ``check_env`` holds. ``info`` carries the ledger, the parsed action type,
 errors, the images that came with the step (local paths; see ``agentclinic.env.clinic``) and, at
@@ -28,6 +30,7 @@ from pathlib import Path
 import gymnasium as gym
 from gymnasium import spaces
 
+from agentclinic.env.actions import MAX_ACTION_CHARS
 from agentclinic.env.clinic import Clinic
 from agentclinic.env.ledger import Budget
 from agentclinic.scenario.loaders import BANK_DIR, ScenarioSet, load_scenarios
@@ -36,7 +39,6 @@ from agentclinic.scoring.rewards import ScoreWeights, composite
 
 CHARSET = string.ascii_letters + string.digits + string.punctuation + " \n"
 MAX_OBSERVATION = 8192
-MAX_ACTION = 2048
 SPELLED = {"°": "deg", "µ": "u", "μ": "u", "×": "x", "–": "-", "—": "-", "’": "'", "‘": "'", "“": '"', "”": '"',
            "≥": ">=", "≤": "<=", "±": "+/-", "…": "...", "→": "->", "\t": " ", "½": "1/2", "²": "^2", "³": "^3"}
 
@@ -102,7 +104,7 @@ class ClinicEnv(gym.Env):
         if weights is not None:
             self.clinic.weights = ScoreWeights.parse(weights)
         self.observation_space = spaces.Text(MAX_OBSERVATION, min_length=1, charset=CHARSET)
-        self.action_space = spaces.Text(MAX_ACTION, min_length=1, charset=CHARSET)
+        self.action_space = spaces.Text(MAX_ACTION_CHARS, min_length=1, charset=CHARSET)
         self.render_mode = render_mode
         self._loop = asyncio.new_event_loop()
         self._last = ""
