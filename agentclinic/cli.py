@@ -159,9 +159,15 @@ def run(
                                                        "default: docs/scoring.md)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="folder that holds runs (default: runs)")] = None,
     run_id: Annotated[Optional[str], typer.Option(help="run folder name (default: time and doctor)")] = None,
-    resume: Annotated[bool, typer.Option(help="continue the run in --run-id where it stopped")] = False,
+    resume: Annotated[bool, typer.Option(help="continue the run in --run-id where it stopped (refused when "
+                                              "there is none, or while another process holds it)")] = False,
+    allow_errors: Annotated[bool, typer.Option("--allow-errors", help="exit 0 even when episodes ended in an "
+                                               "error (default: exit status 3)")] = False,
 ) -> None:
-    """Play doctor episodes over scenarios and record them in OUT/RUN_ID/."""
+    """Play doctor episodes over scenarios and record them in OUT/RUN_ID/.
+
+    Exit status: 0 when every episode ended without an error, 3 when some did (0 with --allow-errors),
+    2 when the run could not start or its folder could not be written."""
     from agentclinic.runs.session import resolve_config, run_session
 
     flags = dict(scenarios=[str(p) for p in scenarios] if scenarios else None, format=format, doctor=doctor,
@@ -190,6 +196,11 @@ def run(
         table.add_row(f"  {escape(name)} calls", str(count))
     console.print(table)
     console.print(f"records: {escape(str(folder / 'episodes.jsonl'))}")
+    failed = summary.get("errors", 0)
+    console.print(f"{summary.get('episodes', 0)} episodes, {failed} failed"
+                  + (" (exit status 3; --allow-errors: 0)" if failed and not allow_errors else ""), highlight=False)
+    if failed and not allow_errors:
+        raise typer.Exit(3)
 
 
 @app.command()

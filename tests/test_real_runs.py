@@ -76,7 +76,8 @@ def test_a_server_killed_mid_run_leaves_error_records_and_resume_finishes(tmp_pa
         output, _ = run.communicate(timeout=300)
     finally:
         stop_server(server, kill=True)
-    assert run.returncode == 0, output  # the run survives its server
+    assert run.returncode == 3, output  # the run survives its server, and its exit status says episodes failed
+    assert "episodes, " in output and " failed (exit status 3" in output
     first = records_of(folder)
     assert len(first) == 6
     failed = [r for r in first if r["outcome"] == "error"]

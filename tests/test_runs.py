@@ -75,7 +75,9 @@ def test_a_failing_episode_is_recorded_and_the_run_goes_on(tmp_path):
         async def act(self, observation):
             return "DIAGNOSIS READY: Migraine"
 
-    done = RunWriter(tmp_path / "run").start({"x": 1}, resume=True)
+    writer.close()  # releases the folder's lock, as the end of a run does
+    writer = RunWriter(tmp_path / "run")
+    done = writer.start({"x": 1}, resume=True)
     assert done == {1, 2}  # a resumed run plays the failed episode again
     again = [item for item in plan if item[0] not in done]
     asyncio.run(run_episodes(again, scripted_clinic, Recovered, writer=writer, run_id="run", doctor_name="flaky"))

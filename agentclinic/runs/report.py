@@ -26,7 +26,7 @@ from rich.table import Table
 
 from agentclinic.errors import AgentClinicError
 from agentclinic.runs.record import EpisodeRecord
-from agentclinic.runs.writer import RunWriter
+from agentclinic.runs.writer import RunFolderError, RunWriter
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 
@@ -132,9 +132,10 @@ def load_run(folder: str | Path) -> Run:
             raise ReportError(f"{run_json}: unreadable ({exc})") from exc
     try:
         records = RunWriter(folder).records()
-    except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ReportError(f"{episodes}: unreadable ({first})") from exc
+    except RunFolderError as exc:  # names the file and line, and how to repair it
+        raise ReportError(str(exc)) from exc
+    except OSError as exc:
+        raise ReportError(f"{episodes}: unreadable ({exc.strerror or exc})") from exc
     return Run(name=folder.name, folder=folder, config=config, records=records)
 
 

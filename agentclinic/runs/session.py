@@ -33,7 +33,7 @@ from agentclinic.backends.base import Settings
 from agentclinic.env.ledger import Budget
 from agentclinic.errors import ConfigError
 from agentclinic.runs.runner import run_episodes
-from agentclinic.runs.writer import RunWriter
+from agentclinic.runs.writer import RunWriter, check_run_id
 from agentclinic.scenario.loaders import BANK_DIR, load_scenarios
 from agentclinic.scenario.schema import Strict
 from agentclinic.scoring.rewards import ScoreWeights
@@ -247,6 +247,10 @@ def run_session(config: RunConfig, *, out: Path, run_id: str | None = None, resu
     """Play the run described by ``config`` into ``out/run_id``; returns the folder and its summary."""
     if resume and not run_id:
         raise ConfigError("--resume needs the --run-id of the run to continue")
+    run_id = check_run_id(run_id) if run_id is not None else \
+        f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{_label(config.doctor)}"
+    writer = RunWriter(out / run_id)
+    writer.check(resume=resume)  # a bad or missing run folder fails here, before anything is written
     if not config.settings:
         config = config.model_copy(update={"settings": {role: Settings() for role in ROLES}})
     factory = RunFactory(config)
@@ -264,17 +268,17 @@ def run_session(config: RunConfig, *, out: Path, run_id: str | None = None, resu
     if console and config.doctor_bias and config.doctor.split(":")[0] in ("scripted", "random", "human"):
         console.print(f"[yellow]note:[/yellow] the {config.doctor.split(':')[0]} doctor ignores biases "
                       "(recorded as not applied)")
-    run_id = run_id or f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{_label(config.doctor)}"
-    writer = RunWriter(out / run_id)
     episodes = config.episodes or len(scenarios)
     saved = config.model_dump(mode="json") | {"episodes": episodes, "scenario_ids": scenarios.ids()}
-    done = writer.start(saved, resume=resume)
-    plan = [(i, scenarios.scenarios[i % len(scenarios)], config.seed + i) for i in range(episodes) if i not in done]
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, disable=console is None or config.doctor.startswith("human"))
-    with progress:
-        task = progress.add_task(f"{_label(config.doctor)} doctor", total=episodes, completed=len(done))
-        asyncio.run(run_episodes(plan, factory.clinic, factory.doctor, writer=writer, run_id=run_id,
-                                 doctor_name=config.doctor, concurrency=config.concurrency,
-                                 doctor_biases=config.doctor_bias, on_done=lambda _: progress.advance(task)))
-    return writer.folder, writer.write_summary()
+    with writer:  # the folder is locked from start to summary
+        done = writer.start(saved, resume=resume)
+        plan = [(i, scenarios.scenarios[i % len(scenarios)], config.seed + i) for i in range(episodes)
+                if i not in done]
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=console, disable=console is None or config.doctor.startswith("human"))
+        with progress:
+            task = progress.add_task(f"{_label(config.doctor)} doctor", total=episodes, completed=len(done))
+            asyncio.run(run_episodes(plan, factory.clinic, factory.doctor, writer=writer, run_id=run_id,
+                                     doctor_name=config.doctor, concurrency=config.concurrency,
+                                     doctor_biases=config.doctor_bias, on_done=lambda _: progress.advance(task)))
+        return writer.folder, writer.write_summary()
