@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from agentclinic.agents.base import MatchLevel, Verdict
+from agentclinic.agents.concepts import concept_index, split_bracketed
 from agentclinic.scenario.schema import ICD10_PATTERN, Scenario
 
 # Calibrated on labelled pairs in tests/test_judge.py (all-MiniLM-L6-v2, normalised names). The
@@ -75,17 +76,14 @@ RANK: dict[str, int] = {"exact": 0, "synonym": 1, "broader": 2, "narrower": 3, "
 # Normalisation
 # --------------------------------------------------------------------------------------------
 
-_SPELLING = [  # British -> American, applied to lower-case text
-    (r"aem", "em"),  # haem, anaemia, leukaemia, ischaemia, glycaemia, septicaemia, toxaemia
-    (r"\boe(?=[a-z])", "e"),  # oedema, oesophagus, oestrogen
-    (r"rrhoea", "rrhea"), (r"noea\b", "nea"), (r"noeic", "neic"),  # diarrhoea, dyspnoea, apnoea
-    (r"coeli", "celi"), (r"foet", "fet"), (r"amoeb", "ameb"), (r"ooesophag", "oesophag"),  # gastrooesophageal
-    (r"paed", "ped"), (r"gynaec", "gynec"), (r"anaesth", "anesth"), (r"\baet", "et"),
-    (r"caec", "cec"), (r"faec", "fec"), (r"praevi", "previ"), (r"orthopaed", "orthoped"),
-    (r"tumour", "tumor"), (r"colour", "color"), (r"behaviour", "behavior"), (r"humour", "humor"),
-    (r"odour", "odor"), (r"goitre", "goiter"), (r"centre", "center"), (r"fibre", "fiber"),
-    (r"litre", "liter"), (r"sulph", "sulf"), (r"isation", "ization"), (r"ised\b", "ized"),
-    (r"ising\b", "izing"), (r"yse\b", "yze"), (r"\bgrey\b", "gray"), (r"mould", "mold"),
+_SPELLING = [  # British -> American, applied to lower-case text: general rules, then a few single words
+    (r"ae(?!r)(?=[a-z])", "e"),  # haem, anaemia, paediatric, aetiology, caecum (not aerobic, nor plural -ae)
+    (r"ooe", "oe"), (r"(?:\b|(?<=[cfhmnp]))oe(?=[a-z])", "e"),  # oedema, oesophagus, diarrhoea, dyspnoea,
+    # coeliac, foetal, amoeba, manoeuvre, gastrooesophageal (not gastroenteritis, gastroesophageal)
+    (r"(?<=[a-z]{3})our", "or"),  # tumour, behaviour, labour, flavour (not four, hour, course)
+    (r"(?<=[a-z][bcdgkptv])re(?=s?\b)", "er"),  # centre, fibre, litre, goitre, calibre (not pre, are, -ure)
+    (r"(?<=[a-z]{3})is(e|es|ed|ing|ation|ations)\b", r"iz\1"),  # organise, hospitalisation (not raise)
+    (r"yse\b", "yze"), (r"sulph", "sulf"), (r"odour", "odor"), (r"\bgrey\b", "gray"), (r"mould", "mold"),
 ]
 _SPELLING_RE = [(re.compile(a), b) for a, b in _SPELLING]
 _SPELLING_ANY = re.compile("|".join(f"(?:{a})" for a, _ in _SPELLING))
@@ -109,7 +107,8 @@ _FRAMING = re.compile(
     r"(?:(?:my|our) )?(?:final |working |most likely |leading )?(?:answer|diagnosis|impression|assessment)"
     r"(?: is| would be)|(?:this|it) (?:is|looks like|seems to be)|"
     r"(?:patient|pt) (?:has|is suffering from|suffers from|is presenting with|presents with)|"
-    r"(?:(?:picture|presentation) )?(?:is )?(?:consistent|in keeping|compatible) with|case of)\b\s*")
+    r"(?:(?:picture|presentation|findings|features|appearances?) )?(?:are |is )?(?:consistent|in keeping|compatible) "
+    r"with|case of)\b\s*")
 _TRAILING_HEDGES = re.compile(
     r"(?:\s+(?:(?:is |are )?(?:most |more |very )?(?:likely|probable)|probably|possibly|suspected|presumed|"
     r"query))+$")
@@ -135,12 +134,14 @@ def normalise(text: str) -> str:
     out: list[str] = []
     for i, word in enumerate(words):
         previous = words[i - 1] if i else ""
-        if word in _ARTICLES and not (word == "a" and previous in _LETTERED):
+        # "a" after a name ends it as a type letter ("hemophilia a"), else it is an article
+        if word in _ARTICLES and not (word == "a" and (previous in _LETTERED or (i and i == len(words) - 1))):
             continue
         if word in _NUMBER_WORDS:
             word = _NUMBER_WORDS[word]
-        elif word in _ROMAN and previous in _NUMBERED:
-            word = _ROMAN[word]
+        elif word in _ROMAN and (previous in _NUMBERED or (previous.isalpha() and len(previous) > 2 and (
+                word != "i" or i == len(words) - 1))):
+            word = _ROMAN[word]  # "type II", "Mobitz II" -> 2; a lone "i" only when it ends the name
         if out and out[-1] in _JOINED_PREFIXES:
             word = out.pop() + word
         out.append(word)
@@ -232,9 +233,11 @@ class _Features:
         negated = set()
         for i, w in enumerate(words):
             if any(c.isdigit() for c in w):
-                numbers.add(w)
-            elif w in _LETTERED and i + 1 < len(words) and len(words[i + 1]) == 1 and words[i + 1].isalpha():
-                numbers.add(f"{w} {words[i + 1]}")
+                numbers.add(w)  # type 2, HSV 1, 1a, trisomy 21, Mobitz II (normalised to 2)
+            elif len(w) == 1 and w.isalpha():
+                numbers.add(w)  # a type letter: hemophilia a / b, t / b cell
+            elif w in _LETTERED and i + 1 < len(words) and re.fullmatch(r"[a-z]|[iv]{1,3}[a-d]", words[i + 1]):
+                numbers.add(f"{w} {words[i + 1]}")  # type a, type ia / ib
             if w in _NEGATORS and i + 1 < len(words):
                 negated.add(words[i + 1])
         return cls(words, frozenset(numbers), frozenset(negated))
@@ -289,9 +292,15 @@ def _siblings(a: list[str], b: list[str]) -> tuple[str, str] | None:
 _SPECIFYING = frozenset().union(*_GROUPS.values()) - _WEAK
 
 
+# Adjectives name a kind, cause or site ("allergic", "viral", "temporal"); extra nouns may be redundant
+# ("migraine headache", "asthma attack").
+_ADJECTIVE = re.compile(r"[a-z]{3,}(?:ic|al|ous|ary|ive|ar)$")
+
+
 def _specifies(a: list[str], b: list[str]) -> str | None:
-    """A side, site or kind word ("inferior", "left", "chronic") that only one name has: never redundant."""
-    extra = sorted((_core(a) ^ _core(b)) & _SPECIFYING)
+    """A side, site or kind word ("inferior", "left", "chronic", "allergic") that only one name has:
+    never redundant."""
+    extra = sorted(w for w in _core(a) ^ _core(b) if w in _SPECIFYING or _ADJECTIVE.match(w))
     return extra[0] if extra else None
 
 
@@ -630,6 +639,15 @@ def icd_index() -> IcdIndex:
 # --------------------------------------------------------------------------------------------
 
 _CODE_TOKEN = re.compile(r"\b([A-TV-Z][0-9][0-9A-Z]\.[0-9A-Z]{1,4})\b", re.I)
+# Modifiers dropped to find a concept for a name no vocabulary lists ("acute myocardial infarction").
+_CONCEPT_WEAK = frozenset("acute idiopathic simple uncomplicated unspecified typical classic classical true mild "
+                          "moderate severe".split())
+
+
+def _concept_keys(norm: str) -> list[str]:
+    """The normalised name, and without weak modifiers: the keys to look up in the concept index."""
+    core = " ".join(w for w in norm.split() if w not in _CONCEPT_WEAK)
+    return [norm, core] if core and core != norm else [norm]
 
 
 # A tail after "," or ";" that starts with one of these narrows the diagnosis ("Gout, left knee",
@@ -721,10 +739,12 @@ class _Result:
 class RuleJudge:
     """Deterministic judge: exact / synonym / broader / narrower / wrong / none (see module doc)."""
 
-    def __init__(self, embedder=None, synonym_threshold: float | None = None, use_icd: bool = True):
+    def __init__(self, embedder=None, synonym_threshold: float | None = None, use_icd: bool = True,
+                 use_concepts: bool = True):
         self._embedder = embedder
         self._threshold = synonym_threshold
         self.use_icd = use_icd
+        self.use_concepts = use_concepts  # the vocabularies' concepts (agents/concepts.py)
 
     @property
     def embedder(self):
@@ -749,21 +769,23 @@ class RuleJudge:
         condition = scenario.diagnosis
         if proposed is None or not str(proposed).strip() or not normalise(str(proposed)):
             return Verdict(level="none", correct=False, rationale="no diagnosis was proposed")
-        targets = [condition.name, *condition.aliases]
+        name, bracketed = split_bracketed(condition.name)  # "... disease (COPD)": a name and an alias
+        aliases = [*bracketed, *condition.aliases]
+        targets = [name, *aliases]
         alternatives = _alternatives(str(proposed), targets, self.use_icd)
         if alternatives:
             return Verdict(level="wrong", correct=False,
                            rationale=f"{proposed!r} names alternatives ({' / '.join(alternatives)}), not one diagnosis")
         best: _Result | None = None
         for candidate in _candidates(str(proposed)):
-            result = self._judge_one(candidate, condition.name, list(condition.aliases), condition.icd10)
+            result = self._judge_one(candidate, name, aliases, condition.icd10)
             if best is None or RANK[result.level] < RANK[best.level]:
                 best = result
             if best.level == "exact":
                 break
             expansions, ambiguous = _expansions(candidate)
             for expansion in expansions:
-                spelled = self._judge_one(expansion, condition.name, list(condition.aliases), condition.icd10)
+                spelled = self._judge_one(expansion, name, aliases, condition.icd10)
                 if spelled.level == "exact":
                     spelled.level = "synonym"  # an abbreviation is a synonym, whatever it expands to
                 if ambiguous and spelled.level != "synonym":
@@ -799,6 +821,9 @@ class RuleJudge:
         for alias, alias_norm in targets[1:]:
             if norm == alias_norm:
                 return _Result("synonym", f"{text!r} is an alias of {name!r}", alias)
+        spelled_out = self._abbreviates(text, norm, targets)
+        if spelled_out:
+            return _Result("synonym", f"{text!r} abbreviates {spelled_out!r}", spelled_out)
 
         words = _content_words(norm)
         for target, target_norm in targets:
@@ -835,10 +860,24 @@ class RuleJudge:
                 if _core(_content_words(target_norm)) < _core(words):
                     return _Result("narrower", f"{text!r} adds a cause to {target!r}", target)
 
+        if index is not None:
+            loose = index.lookup_loose(norm)
+            related = self._best_code_relation(loose, icd10, index) if loose else None
+            if related:
+                return _Result(related[0], f"{text!r} matches an ICD-10-CM description; {related[1]}", icd10)
+
+        concept, distinct = self._concepts(norm, words, open_targets, reasons)
+        if concept:
+            concept.rationale = f"{text!r}: {concept.rationale}"
+            return concept
+
         score, target, siblings = self._similarity(norm, open_targets)
         # A near miss of one reference name is never a synonym of another by embedding alone
-        # ("proliferative" vs "non-proliferative diabetic retinopathy", alias "diabetic retinopathy").
-        if target is not None and score >= self.synonym_threshold and not reasons:
+        # ("proliferative" vs "non-proliferative diabetic retinopathy", alias "diabetic retinopathy"),
+        # nor are two names that the vocabularies know as unrelated concepts.
+        if distinct:
+            siblings.append(distinct)
+        if target is not None and score >= self.synonym_threshold and not reasons and not distinct:
             return _Result("synonym", f"{text!r} is semantically equivalent to {target!r} (cosine {score:.2f} >= "
                                       f"{self.synonym_threshold:.2f})", target, score)
 
@@ -847,16 +886,64 @@ class RuleJudge:
             if _core(target_words) < _core(words) and set(target_words) - set(words) <= _WEAK:
                 return _Result("narrower", f"{text!r} is a more specific form of {target!r}", target, score)
 
-        if index is not None:
-            loose = index.lookup_loose(norm)
-            related = self._best_code_relation(loose, icd10, index) if loose else None
-            if related:
-                return _Result(related[0], f"{text!r} matches an ICD-10-CM description; {related[1]}", icd10, score)
 
         why = reasons + siblings
         if score is not None:
             why.append(f"best similarity {score:.2f} < {self.synonym_threshold:.2f}")
         return _Result("wrong", f"{text!r} does not match {name!r} ({'; '.join(why) or 'no match'})", None, score)
+
+    def _abbreviates(self, text: str, norm: str, targets: list[tuple[str, str]]) -> str | None:
+        """The reference name that an answer written as one abbreviation spells out ("GIST" for
+        "gastrointestinal stromal tumor"), unless the vocabularies know it as another concept's name."""
+        token = next((t for t in _TOKEN.findall(text) if _abbreviation_key(t) == norm.replace(" ", "")), None)
+        if token is None or " " in norm or not _looks_abbreviated(token):
+            return None
+        for target, target_norm in targets:
+            if _looks_abbreviated(target) or not _acronym_fits(token, target):
+                continue
+            if self.use_concepts:
+                index = concept_index()
+                if index.lookup(norm) and index.relation(norm, target_norm) is None:
+                    continue  # a known abbreviation of something else
+            return target
+        return None
+
+    def _concepts(self, norm: str, words: list[str], targets: list[tuple[str, str]],
+                  reasons: list[str]) -> tuple[_Result | None, str | None]:
+        """The vocabularies' reading of the answer against each open target: the best relation, and
+        else why the embedding must not call them synonyms (both name known, unrelated concepts).
+
+        A shared concept is no synonym when one name's words contain the other's (MeSH lists
+        "paroxysmal atrial fibrillation" and "hemophilia" as entry terms of broader / narrower
+        descriptors): the word-level steps decide those. Nor when the answer is a near miss of another
+        reference name. A vocabulary's hierarchy counts only between names whose words nest or that
+        share a word: MeSH files bronchiolitis under bronchitis and psoriatic arthritis under
+        psoriasis, which are other diseases, not kinds of them."""
+        if not self.use_concepts:
+            return None, None
+        index = concept_index()
+        best: _Result | None = None
+        distinct = None
+        for target, target_norm in targets:
+            target_words = _content_words(target_norm)
+            nested = _core(words) < _core(target_words) or _core(target_words) < _core(words)
+            siblings = _siblings(words, target_words) is not None
+            for a in _concept_keys(norm):
+                for b in _concept_keys(target_norm):
+                    related = index.relation(a, b)
+                    if related is None:
+                        if index.lookup(a) and index.lookup(b):
+                            distinct = f"{target!r}: the vocabularies name two unrelated concepts"
+                        continue
+                    level, why = related
+                    if level == "synonym" and (nested or reasons):
+                        continue  # the word-level steps and the embedding decide
+                    if level != "synonym" and siblings:
+                        distinct = f"{target!r}: {why}, but each name has a word the other lacks"
+                        continue
+                    if best is None or RANK[level] < RANK[best.level]:
+                        best = _Result(level, f"{why} (vs {target!r})", target)
+        return best, (None if best else distinct)
 
     def _judge_code(self, code: str, icd10: str | None, index: IcdIndex, name: str) -> _Result:
         if not icd10:

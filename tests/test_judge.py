@@ -498,3 +498,81 @@ def test_a_near_miss_of_the_name_is_no_synonym_of_a_broader_alias(judge, case):
     for proposed in ("Proliferative diabetic retinopathy", "PDR"):
         v = verdict(judge, proposed, scenario)
         assert not v.correct, v.rationale
+
+
+# ------------------------------------------------------------ bare references: concepts, types, brackets
+
+class AlwaysSimilar:
+    """An embedder that finds every pair of names near-identical (cosine 0.99)."""
+
+    name = "always-similar"
+    available = True
+
+    def similarity(self, queries, candidates):
+        import numpy as np
+
+        return np.full((len(queries), len(candidates)), 0.99, np.float32)
+
+
+@pytest.mark.parametrize("proposed, name", [
+    ("Hemophilia B", "Hemophilia A"),
+    ("Haemophilia A", "Hemophilia B"),
+    ("Type 1 diabetes", "Type 2 diabetes mellitus"),
+    ("Mobitz I", "Mobitz II"),
+    ("Mobitz type I second-degree AV block", "Mobitz type II second-degree AV block"),
+    ("HSV-1 encephalitis", "HSV-2 encephalitis"),
+    ("Glycogen storage disease type Ia", "Glycogen storage disease type Ib"),
+    ("Type 1a von Willebrand disease", "Type 1b von Willebrand disease"),
+    ("T-cell lymphoma", "B-cell lymphoma"),
+])
+def test_type_letters_and_numbers_are_never_synonyms(case, proposed, name):
+    for judge in (RuleJudge(), RuleJudge(embedder=AlwaysSimilar())):  # whatever the cosine says
+        v = verdict(judge, proposed, case(name))
+        assert v.level == "wrong" and not v.correct, v.rationale
+
+
+@pytest.mark.parametrize("proposed, name", [
+    ("heart attack", "Myocardial infarction"),
+    ("heart attack", "Acute myocardial infarction"),  # found without the weak modifier
+    ("shingles", "Herpes zoster"),
+    ("whooping cough", "Pertussis"),
+    ("Christmas disease", "Hemophilia B"),
+    ("Lou Gehrig's disease", "Amyotrophic lateral sclerosis"),
+    ("Graves' disease", "Toxic diffuse goitre"),  # ICD-10-CM inclusion terms, British spelling
+])
+def test_lay_names_and_eponyms_are_synonyms_by_the_vocabularies(judge, case, proposed, name):
+    v = verdict(judge, proposed, case(name))
+    assert v.level == "synonym" and v.correct, v.rationale
+
+
+def test_a_broader_name_listed_under_a_concept_stays_broader(judge, case):
+    # MeSH lists "hemophilia" as an entry term of Hemophilia A: the word-level check wins.
+    v = verdict(judge, "Haemophilia", case("Hemophilia A"))
+    assert v.level == "broader" and not v.correct, v.rationale
+
+
+def test_a_kind_word_is_never_redundant(judge, case):
+    v = verdict(judge, "Allergic asthma", case("Asthma"))  # cosine 0.89: the embedding alone said synonym
+    assert v.level == "narrower", v.rationale
+
+
+@pytest.mark.parametrize("proposed, level", [
+    ("Chronic obstructive pulmonary disease", "exact"),
+    ("COPD", "synonym"),
+    ("chronic obstructive lung disease", "synonym"),
+    ("Emphysema", "wrong"),
+])
+def test_a_reference_with_its_abbreviation_in_brackets(judge, case, proposed, level):
+    v = verdict(judge, proposed, case("Chronic obstructive pulmonary disease (COPD)"))
+    assert v.level == level, v.rationale
+
+
+def test_an_abbreviation_that_spells_out_the_reference(judge, case):
+    v = verdict(judge, "GIST", case("Gastrointestinal stromal tumour"))
+    assert v.level == "synonym", v.rationale
+    assert verdict(judge, "NSTEMI", case("ST-elevation myocardial infarction")).level == "wrong"
+
+
+def test_the_concepts_can_be_turned_off(case):
+    v = verdict(RuleJudge(use_concepts=False), "shingles", case("Herpes zoster"))
+    assert v.level == "wrong"

@@ -159,3 +159,22 @@ def test_cli_judge_audit(rule_result, tmp_path):
     bad.write_text("pairs: [1, 2]\n")
     failed = runner.invoke(app, ["judge", "audit", "--pairs", str(bad)])
     assert failed.exit_code == 2 and str(bad) in failed.output
+
+
+def test_flat_pairs_with_bare_references_load(tmp_path):
+    flat = tmp_path / "bare.yaml"
+    flat.write_text(yaml.safe_dump([
+        {"reference": "Hemophilia A", "predicted": "Hemophilia B", "label": "wrong", "correct": False,
+         "category": "near-miss-type", "note": "type letter"},
+        {"reference": "Hemophilia A", "predicted": "Classic hemophilia", "label": "synonym", "correct": True,
+         "category": "synonym"}]))
+    pairs = load_pairs(flat)
+    assert [p.id for p in pairs] == ["near-miss-type-01", "synonym-01"]
+    assert pairs[0].reference.name == "Hemophilia A" and pairs[0].reference.aliases == [] and pairs[0].level == "wrong"
+    assert pairs[0].ref == pairs[1].ref  # one scenario per reference
+    result = audit(TableJudge({("Classic hemophilia", "Hemophilia A"): "synonym"}), pairs)
+    assert result.overall.accuracy == 1.0 and set(result.per_category) == {"near-miss-type", "synonym"}
+    flat.write_text(yaml.safe_dump({"pairs": [{"reference": "Gout", "predicted": "Gout", "label": "exact",
+                                               "correct": False, "category": "exact"}]}))
+    with pytest.raises(ConfigError, match="contradicts level"):
+        load_pairs(flat)

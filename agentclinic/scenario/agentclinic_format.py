@@ -6,6 +6,8 @@ trees become flat findings and tests with readable names (``Blood_Tests.Acetylch
 Receptor_Antibodies`` -> "Acetylcholine receptor antibodies", group "Blood tests").
 NEJM: the correct answer is the diagnosis, the others the differential, and the image
 URL a remote asset (offline the case runs text-only, and the scenario says so).
+Both: the bare diagnosis name gets aliases, an ICD-10-CM code and a specialty from the
+medical vocabularies where they agree on one concept (``with_concept``).
 """
 
 from __future__ import annotations
@@ -165,6 +167,23 @@ def _mapping(osce: dict, key: str) -> dict:
     return value
 
 
+def with_concept(data: dict) -> dict:
+    """The case with its bare diagnosis name mapped onto the medical vocabularies (agents/concepts.py):
+    a bracketed abbreviation split off as an alias, the concept's other names as aliases, and its
+    ICD-10-CM code and specialty where the match is unambiguous; else the provenance notes say why not."""
+    from agentclinic.agents.concepts import enrich
+
+    found = enrich(str(data["diagnosis"]["name"]))
+    data["diagnosis"] = {"name": found.name, "aliases": found.aliases,
+                         **({"icd10": found.icd10} if found.icd10 else {})}
+    if found.specialty:
+        data["specialty"] = found.specialty
+    if found.note:
+        provenance = data["provenance"]
+        provenance["notes"] = " ".join(filter(None, [provenance.get("notes"), f"{found.note}."]))
+    return data
+
+
 def load_medqa(path: Path) -> Iterator[Record]:
     """AgentClinic MedQA / MedQA-extended JSONL, one OSCE case per line."""
     for number, row in jsonl_rows(path):
@@ -197,7 +216,7 @@ def load_medqa(path: Path) -> Iterator[Record]:
             yield ScenarioError("missing diagnosis (Correct_Diagnosis is empty)", path=path, line=number,
                                 field="OSCE_Examination.Correct_Diagnosis", code="missing-diagnosis")
             continue
-        built = build({k: v for k, v in data.items()}, source)
+        built = build(with_concept(data), source)
         yield from built if isinstance(built, list) else [built]
 
 
@@ -265,7 +284,7 @@ def load_nejm(path: Path) -> Iterator[Record]:
         except (KeyError, TypeError, AttributeError, IndexError) as exc:
             yield ScenarioError(f"not an AgentClinic NEJM record ({exc!r})", path=path, line=number)
             continue
-        built = build(data, Source(path, number))
+        built = build(with_concept(data), Source(path, number))
         yield from built if isinstance(built, list) else [built]
 
 

@@ -1,6 +1,8 @@
 """Audit a diagnosis judge against hand-labelled (predicted, reference) pairs.
 
-``load_pairs`` reads ``judge_audit.yaml`` (its header states the labelling conventions);
+``load_pairs`` reads ``judge_audit.yaml`` (its header states the labelling conventions), or a flat
+file whose pairs each carry a bare reference name (``{reference, predicted, label, correct, category,
+note}``, ``label`` being the match level, as in the bare-name sets);
 ``audit(judge, pairs)`` asks the judge about every pair and returns an ``AuditResult``:
 accuracy and Cohen's kappa on correct/incorrect, agreement on the match level (strict, and with
 exact and synonym merged), confusion matrices, per-category figures and the disagreements.
@@ -65,8 +67,8 @@ class AuditPair(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> AuditPair:
-        if self.category not in CATEGORIES:
-            raise ValueError(f"{self.id}: unknown category {self.category!r} (known: {', '.join(CATEGORIES)})")
+        if not self.category.strip():
+            raise ValueError(f"{self.id}: empty category")
         if self.level not in LEVELS:
             raise ValueError(f"{self.id}: unknown level {self.level!r}")
         if self.correct != (self.level in CORRECT_LEVELS):
@@ -76,20 +78,36 @@ class AuditPair(BaseModel):
 
 
 def load_pairs(path: str | Path = AUDIT_FILE) -> list[AuditPair]:
-    """The labelled pairs, each with its reference filled in and an id ``<category>-<n>``."""
+    """The labelled pairs, each with its reference filled in and an id ``<category>-<n>``.
+
+    Two layouts: named ``references`` (name, aliases, ICD-10-CM code) that pairs point at with
+    ``ref``, their categories from ``CATEGORIES``; or flat pairs (a list, or under ``pairs``) whose
+    ``reference`` is a bare name and whose ``label`` is the match level, any category.
+    """
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        references = {key: Reference.model_validate(value) for key, value in data["references"].items()}
+        items = data if isinstance(data, list) else data["pairs"]
+        references = {} if isinstance(data, list) else {
+            key: Reference.model_validate(value) for key, value in (data.get("references") or {}).items()}
         pairs, counts = [], Counter()
-        for item in data["pairs"]:
+        for number, item in enumerate(items, 1):
             category = item.get("category")
             counts[category] += 1
+            pair_id = item.get("id") or f"{category}-{counts[category]:02d}"
+            if isinstance(item.get("reference"), str):  # flat: a bare reference name, the level as label
+                fields = {k: v for k, v in item.items() if k not in ("reference", "label", "id")}
+                pairs.append(AuditPair.model_validate({
+                    "id": pair_id, "ref": item["reference"], **fields, "level": item.get("label", item.get("level")),
+                    "reference": Reference(name=item["reference"])}))
+                continue
+            if category not in CATEGORIES:
+                raise ValueError(f"pair {number} ({pair_id}): unknown category {category!r} "
+                                 f"(known: {', '.join(CATEGORIES)})")
             ref = item.get("ref")
             if ref not in references:
-                raise ValueError(f"pair {category}-{counts[category]}: unknown ref {ref!r}")
-            pairs.append(AuditPair.model_validate({"id": f"{category}-{counts[category]:02d}", **item,
-                                                   "reference": references[ref]}))
+                raise ValueError(f"pair {number} ({pair_id}): unknown ref {ref!r}")
+            pairs.append(AuditPair.model_validate({"id": pair_id, **item, "reference": references[ref]}))
     except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ConfigError(f"{path}: not a judge audit file ({exc})") from exc
     return pairs
@@ -190,7 +208,8 @@ def summarise(items: Sequence[Judged], judge_name: str) -> AuditResult:
     for j in items:
         confusion[_label(j.pair.correct)][_label(j.correct)] += 1
         level_confusion[j.pair.level][j.level] += 1
-    categories = [c for c in CATEGORIES if any(j.pair.category == c for j in items)]
+    categories = list(dict.fromkeys([c for c in CATEGORIES if any(j.pair.category == c for j in items)]
+                                    + [j.pair.category for j in items]))
     return AuditResult(
         judge=judge_name,
         overall=figures(items),
