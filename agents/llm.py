@@ -22,7 +22,8 @@ record. Prompts are template files in ``agents/prompts/`` (``string.Template``; 
   as ``ImagePart`` in its next user message.
 * ``LLMJudge``: structured verdict (JSON schema: level + rationale), parsed tolerantly ("Yes.",
   level words, JSON in code fences); the rule judge's verdict is kept beside it (``rule_level``)
-  and used when the reply cannot be understood.
+  and used when the reply cannot be understood. The doctor's proposal reaches it as data: one JSON
+  string between ``<proposed_diagnosis>`` tags (``quote_proposal``), never as prompt structure.
 """
 
 from __future__ import annotations
@@ -611,6 +612,21 @@ def _level_of(text: str, rule_level: str | None, whole: bool = False) -> str | N
             found.append((match.start(), level))
     if found:
         return min(found)[1]
+PROPOSAL_TAG = "proposed_diagnosis"
+MAX_PROPOSAL = 500  # characters of the proposal the judge model sees (a diagnosis is a few words)
+
+
+def quote_proposal(proposed: str) -> str:
+    """The doctor's proposal as data for the judge model: spacing and line breaks folded to single spaces (no
+    line of the prompt can start inside it), cut to ``MAX_PROPOSAL`` characters, as one JSON string with
+    ``<`` and ``>`` escaped (it cannot close its tag), between ``<proposed_diagnosis>`` tags."""
+    flat = " ".join(str(proposed).split())
+    if len(flat) > MAX_PROPOSAL:
+        flat = flat[:MAX_PROPOSAL - 1] + "…"
+    quoted = json.dumps(flat, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
+    return f"<{PROPOSAL_TAG}>{quoted}</{PROPOSAL_TAG}>"
+
+
     if re.search(r"\b(?:the\s+)?same\s+(?:condition|diagnosis|disease|thing)\b", low) and "not the same" not in low:
         return "exact" if rule_level == "exact" else "synonym"
     if re.search(r"\b(?:different|not\s+the\s+same|does\s+not\s+match|doesn't\s+match)\b", low):
@@ -638,7 +654,7 @@ class LLMJudge:
         diagnosis = scenario.diagnosis
         request = render_prompt("judge_request", diagnosis=diagnosis.name,
                                 aliases=", ".join(diagnosis.aliases) or "none given",
-                                icd10=diagnosis.icd10 or "not given", proposed=str(proposed).strip())
+                                icd10=diagnosis.icd10 or "not given", proposed=quote_proposal(proposed))
         messages = [Message(role="system", content=render_prompt("judge")), Message(role="user", content=request)]
         result = await call_model(self.model, messages, self.settings, role="judge", json_schema=VERDICT_SCHEMA)
         parsed = parse_judgement(result.text, rule.level)
@@ -654,5 +670,6 @@ class LLMJudge:
 
 
 __all__ = ["LLMPatient", "LLMMeasurement", "LLMDoctor", "LLMJudge", "render_prompt", "prompt_template",
-           "parse_judgement", "phrasing_problem", "PhrasedFinding", "numbers_in", "image_part", "clean_reply", "VERDICT_SCHEMA",
+           "parse_judgement", "quote_proposal", "phrasing_problem",
+           "PhrasedFinding", "numbers_in", "image_part", "clean_reply", "VERDICT_SCHEMA",
            "PROMPTS_DIR", "DOCTOR_MODES"]

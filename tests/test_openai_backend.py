@@ -13,7 +13,9 @@ import pytest
 from agentclinic.backends.base import (
     ChatResult, ImagePart, Message, ModelError, Settings, TextPart, ToolCall, load_model)
 from agentclinic.backends.cache import CachedModel, ReplayCache
-from agentclinic.backends.openai_compat import OpenAIChatModel, parse_json_reply
+from agentclinic.backends.openai_compat import (
+    DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_S, LOCAL_CONCURRENCY, LOCAL_TIMEOUT_S, OpenAIChatModel, is_local_url,
+    parse_json_reply)
 from agentclinic.env.actions import action_names, action_tools
 from agentclinic.errors import ConfigError
 from llama_server import free_port, llama_server  # noqa: F401
@@ -352,12 +354,73 @@ def test_client_errors_are_not_retried(fake_server, status):
 
 
 def test_timeout(fake_server):
+    """A remote endpoint's timeout is retried (local=0: the fake server stands for a remote one)."""
     server = fake_server(lambda n, req: (200, completion(), 1.5))
     started = time.perf_counter()
     with pytest.raises(ModelError, match=r"timed out after 0\.3s after 2 attempts"):
-        run(fast_model(server.url, max_attempts=2).chat(user("hi"), Settings(timeout_s=0.3)))
+        run(fast_model(server.url, "local=0", max_attempts=2).chat(user("hi"), Settings(timeout_s=0.3)))
     assert time.perf_counter() - started < 3
     assert server.count == 2
+
+
+def test_local_timeout_is_not_retried(fake_server):
+    """A local server may still be working on a request that timed out: sending it again would queue the
+    same work twice."""
+    server = fake_server(lambda n, req: (200, completion(), 1.0))
+    with pytest.raises(ModelError, match=r"timed out after 0\.3s; not retried: a local server may still be"):
+        run(fast_model(server.url, max_attempts=3).chat(user("hi"), Settings(timeout_s=0.3)))
+    assert server.count == 1
+
+
+def test_local_and_remote_defaults():
+    for url in ("http://127.0.0.1:8080/v1", "http://localhost:11434/v1", "http://[::1]:8000/v1",
+                "http://192.168.1.20:8000/v1", "http://10.0.0.5/v1", "http://0.0.0.0:8000/v1"):
+        model = OpenAIChatModel(f"openai/m@{url}")
+        assert is_local_url(url) and model.local, url
+        assert (model.concurrency, model.default_timeout_s) == (LOCAL_CONCURRENCY, LOCAL_TIMEOUT_S) == (1, 600.0)
+    for url in ("https://api.example.com/v1", "http://8.8.8.8/v1", "https://localhost.example.com/v1"):
+        model = OpenAIChatModel(f"openai/m@{url}")
+        assert not is_local_url(url) and not model.local, url
+        assert (model.concurrency, model.default_timeout_s) == (DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_S) == (16, 60.0)
+    assert not OpenAIChatModel("openai/gpt-4o-mini").local
+    assert not OpenAIChatModel("openai/m@http://127.0.0.1:8000/v1?local=0").local
+    forced = OpenAIChatModel("openai/m@https://tunnel.example.com/v1?local=1&concurrency=4")
+    assert forced.local and (forced.concurrency, forced.default_timeout_s) == (4, 600.0)
+    assert Settings().timeout_s is None  # the endpoint's default
+
+
+def test_endpoint_limit_is_shared_by_every_model_naming_the_url(fake_server):
+    """The doctor and the patient on one local server (two specs, two model objects) share its limit."""
+    server = fake_server(lambda n, req: (200, completion(), 0.1))
+    doctor, patient = fast_model(server.url, "tool_choice=diagnose"), fast_model(server.url)
+
+    async def main(*models):
+        return await asyncio.gather(*(m.chat(user(str(i)), FAST) for m in models for i in range(3)))
+
+    assert len(run(main(doctor, patient))) == 6 and server.max_in_flight == 1
+    server.max_in_flight = 0
+    wider = fast_model(server.url, "concurrency=3")  # an explicit limit sets the endpoint's
+    assert len(run(main(wider, patient, doctor))) == 9 and server.max_in_flight == 3
+
+
+def test_one_at_a_time_server_is_not_thrashed(fake_server):
+    """A server that answers one request at a time (llama.cpp, Ollama), 0.2 s each, and four requests from two
+    models at once: they wait in the client, so none times out (0.35 s) and none is sent twice."""
+    serial = threading.Lock()
+
+    def reply(n, req):
+        with serial:
+            time.sleep(0.2)
+        return 200, completion(f"reply {n}"), 0
+
+    server = fake_server(reply)
+    doctor, patient = fast_model(server.url, "tool_choice=diagnose"), fast_model(server.url)
+
+    async def main():
+        settings = Settings(timeout_s=0.35)
+        return await asyncio.gather(*(m.chat(user(str(i)), settings) for m in (doctor, patient) for i in range(2)))
+
+    assert len(run(main())) == 4 and server.count == 4 and server.max_in_flight == 1
 
 
 def test_connection_refused():

@@ -89,7 +89,8 @@ class Settings(Strict):
     max_tokens: int = Field(256, ge=1)
     seed: int | None = 0
     top_p: float = Field(1.0, gt=0, le=1)
-    timeout_s: float = Field(60.0, gt=0)
+    # seconds one request may take; None: the backend's default (openai: 600 s local, 60 s remote)
+    timeout_s: float | None = Field(None, gt=0)
 
 
 @runtime_checkable

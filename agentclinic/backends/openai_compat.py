@@ -3,7 +3,8 @@
 Spec: ``openai/<model>[@<base_url>][?option=value&...]``; without a base URL, OpenAI's own API.
 Options (all optional):
 
-- ``concurrency=N``  requests in flight at once, per model and event loop (default 16)
+- ``concurrency=N``  requests in flight at once to the endpoint (default: 1 local, 16 remote; see below)
+- ``local=0|1``      treat the endpoint as a local server or not (default: from the host, see below)
 - ``images=0``       the model takes no images (``supports_images`` is False)
 - ``attempts=N``     attempts per request, retries included (default 4)
 - ``backoff=S``      base delay of the exponential backoff in seconds (default 1.0)
@@ -17,13 +18,26 @@ Options (all optional):
 The API key comes from the environment only, never from the spec, and is never logged:
 ``OPENAI_API_KEY`` then ``AGENTCLINIC_API_KEY`` (a non-OpenAI base URL prefers ``AGENTCLINIC_API_KEY``),
 else ``not-needed`` (local servers). Retries (exponential backoff with jitter) cover 408/409/429/5xx,
-timeouts, connection errors, malformed and empty replies; 400/401/403/404/422 fail at once. Every failure
-is a ``ModelError`` naming the model and base URL.
+timeouts (remote endpoints only), connection errors, malformed and empty replies; 400/401/403/404/422 fail
+at once. Every failure is a ``ModelError`` naming the model and base URL.
+
+Local servers. An endpoint on ``localhost``, a loopback or a private address (or ``?local=1``) is taken
+for a server of one's own, such as llama.cpp or Ollama, that answers one request (or a few) at a time.
+Defaults there: one request in flight (the others wait in the client, not on the server), a 600 s timeout
+(a slow request is not a dead one), and a timed-out request is not retried (the server may still be
+working on it: a retry would queue the same work again). Remote endpoints: 16 in flight, 60 s, timeouts
+retried. A multi-slot local server (vLLM, SGLang, ``llama-server -np 8``) wants ``?concurrency=N``.
+
+The limit is per endpoint (base URL) and event loop, shared by every model and role that names the URL:
+an explicit ``concurrency=N`` sets it (the smallest, when several models give one), else the endpoint's
+default. Requests over the limit wait in the client, before they are sent, so only time on the server
+counts towards the timeout. ``Settings.timeout_s`` overrides the timeout (None: the endpoint's default).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -31,7 +45,9 @@ import random
 import re
 import time
 import weakref
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+from urllib.parse import urlsplit
 
 import openai
 
@@ -42,21 +58,77 @@ from agentclinic.errors import ConfigError
 log = logging.getLogger(__name__)
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
-DEFAULT_CONCURRENCY = 16
+DEFAULT_CONCURRENCY = 16  # requests in flight to a remote endpoint
+LOCAL_CONCURRENCY = 1  # ... to a local one (llama.cpp, Ollama: one request at a time)
+DEFAULT_TIMEOUT_S = 60.0  # seconds a request may take on a remote endpoint
+LOCAL_TIMEOUT_S = 600.0  # ... on a local one (a small CPU, long replies)
 DEFAULT_ATTEMPTS = 4
 DEFAULT_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 JSON_MODES = ("auto", "schema", "object", "prompt")
-OPTIONS = ("concurrency", "images", "attempts", "backoff", "json", "key_env", "tool_choice")
+OPTIONS = ("concurrency", "local", "images", "attempts", "backoff", "json", "key_env", "tool_choice")
 RETRY_STATUS = {408, 409, 429}  # and every 5xx
 
 
 class _Retryable(Exception):
     """One failed attempt that may succeed if tried again; ``cause`` says why in a few words."""
 
-    def __init__(self, cause: str, retry_after: float | None = None):
+    def __init__(self, cause: str, retry_after: float | None = None, timed_out: bool = False):
         super().__init__(cause)
-        self.cause, self.retry_after = cause, retry_after
+        self.cause, self.retry_after, self.timed_out = cause, retry_after, timed_out
+
+
+def is_local_url(url: str) -> bool:
+    """Whether a base URL names a server of one's own: ``localhost``, a loopback, private or link-local address."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_link_local or address.is_unspecified
+
+
+class _Gate:
+    """The requests in flight to one endpoint from every model that names it, on one event loop."""
+
+    def __init__(self) -> None:
+        self.explicit: int | None = None  # the smallest concurrency=N given by a model
+        self.default: int | None = None  # the smallest default of the models (they agree: same URL)
+        self.busy = 0
+        self._free = asyncio.Condition()
+
+    @property
+    def limit(self) -> int:
+        return self.explicit or self.default or 1
+
+    @asynccontextmanager
+    async def slot(self, limit: int, explicit: bool) -> AsyncIterator[None]:
+        async with self._free:
+            if explicit:
+                self.explicit = min(self.explicit or limit, limit)
+            else:
+                self.default = min(self.default or limit, limit)
+            await self._free.wait_for(lambda: self.busy < self.limit)
+            self.busy += 1
+        try:
+            yield
+        finally:
+            async with self._free:
+                self.busy -= 1
+                self._free.notify()
+
+
+_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Gate]] = weakref.WeakKeyDictionary()
+
+
+def endpoint_gate(base_url: str) -> _Gate:
+    """The running loop's gate for ``base_url`` (made on first use)."""
+    gates = _GATES.setdefault(asyncio.get_running_loop(), {})
+    if base_url not in gates:
+        gates[base_url] = _Gate()
+    return gates[base_url]
 
 
 class _Unsupported(Exception):
@@ -131,8 +203,12 @@ class OpenAIChatModel:
         self.model = spec.model
         self.base_url = (spec.base_url or OPENAI_BASE_URL).rstrip("/")
         self.label = f"openai/{self.model}@{self.base_url}"  # what every error names
-        self.supports_images = opts.get("images", "1").strip().lower() not in ("0", "false", "no", "off")
-        self.concurrency = concurrency or self._int_option("concurrency", DEFAULT_CONCURRENCY)
+        self.supports_images = not _false(opts.get("images", "1"))
+        self.local = is_local_url(self.base_url) if "local" not in opts else not _false(opts["local"])
+        self._explicit_concurrency = bool(concurrency or "concurrency" in opts)
+        self.concurrency = concurrency or self._int_option(
+            "concurrency", LOCAL_CONCURRENCY if self.local else DEFAULT_CONCURRENCY)
+        self.default_timeout_s = LOCAL_TIMEOUT_S if self.local else DEFAULT_TIMEOUT_S
         self.max_attempts = max_attempts or self._int_option("attempts", DEFAULT_ATTEMPTS)
         self.base_delay_s = base_delay_s if base_delay_s is not None else self._float_option("backoff",
                                                                                              DEFAULT_BACKOFF_S)
@@ -144,12 +220,11 @@ class OpenAIChatModel:
         self._key_env = opts.get("key_env")
         self.tool_choice = opts.get("tool_choice", "").strip() or None
         self._is_openai = self.base_url == OPENAI_BASE_URL
-        # One client and one semaphore per event loop: both bind to the loop they are first used in.
-        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, asyncio.Semaphore]] = (
-            weakref.WeakKeyDictionary())
+        # One client per event loop: it binds to the loop it is first used in (so does the endpoint's gate).
+        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
-        return f"OpenAIChatModel({self.label!r}, concurrency={self.concurrency})"
+        return f"OpenAIChatModel({self.label!r}, concurrency={self.concurrency}, local={self.local})"
 
     # -- options and key -----------------------------------------------------------------------------------
 
@@ -195,20 +270,19 @@ class OpenAIChatModel:
                 text = text.replace(key, "***")
         return text
 
-    def _client(self) -> tuple[Any, asyncio.Semaphore]:
+    def _client(self) -> Any:
         loop = asyncio.get_running_loop()
-        entry = self._per_loop.get(loop)
-        if entry is None:
+        client = self._per_loop.get(loop)
+        if client is None:
             client = openai.AsyncOpenAI(api_key=self._api_key(), base_url=self.base_url, max_retries=0)
-            entry = (client, asyncio.Semaphore(self.concurrency))
-            self._per_loop[loop] = entry
-        return entry
+            self._per_loop[loop] = client
+        return client
 
     async def aclose(self) -> None:
         """Close the HTTP client of the running event loop (a later call opens a new one)."""
-        entry = self._per_loop.pop(asyncio.get_running_loop(), None)
-        if entry is not None:
-            await entry[0].close()
+        client = self._per_loop.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close()
 
     # -- requests ------------------------------------------------------------------------------------------
 
@@ -297,18 +371,22 @@ class OpenAIChatModel:
     async def _chat_with_retries(self, messages: list[Message], settings: Settings, tools: list[dict] | None,
                                  schema: dict | None, mode: str | None) -> ChatResult:
         body = self._request(messages, settings, tools, schema, mode)
-        client, semaphore = self._client()
+        client, gate = self._client(), endpoint_gate(self.base_url)
+        timeout_s = settings.timeout_s or self.default_timeout_s
         cause = "no attempt made"
         for attempt in range(1, self.max_attempts + 1):
             retry_after = None
             try:
-                async with semaphore:
+                async with gate.slot(self.concurrency, self._explicit_concurrency):
                     started = time.perf_counter()
-                    data = await self._post(client, body, settings.timeout_s)
+                    data = await self._post(client, body, timeout_s)
                     latency = time.perf_counter() - started
                 return self._result(data, latency, schema)
             except _Retryable as exc:
                 cause, retry_after = exc.cause, exc.retry_after
+                if exc.timed_out and self.local:
+                    raise ModelError(f"{self.label}: {cause}; not retried: a local server may still be working on "
+                                     "the request (raise timeout_s, or lower the concurrency)") from None
             if attempt < self.max_attempts:
                 delay = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
                 if retry_after is not None:
@@ -326,7 +404,7 @@ class OpenAIChatModel:
                 client.chat.completions.with_raw_response.create(**body, timeout=timeout_s), timeout=timeout_s + 1)
             text = raw.text
         except (asyncio.TimeoutError, openai.APITimeoutError):
-            raise _Retryable(f"timed out after {timeout_s:g}s") from None
+            raise _Retryable(f"timed out after {timeout_s:g}s", timed_out=True) from None
         except openai.APIConnectionError as exc:
             raise _Retryable(f"server unreachable ({self._connection_cause(exc)})") from None
         except openai.APIStatusError as exc:
@@ -409,6 +487,10 @@ class OpenAIChatModel:
         return ChatResult(text=text, tool_calls=calls, latency_s=latency, model=str(data.get("model") or self.model),
                           usage=Usage(prompt_tokens=int(usage.get("prompt_tokens") or 0),
                                       completion_tokens=int(usage.get("completion_tokens") or 0)))
+
+
+def _false(value: str) -> bool:
+    return value.strip().lower() in ("0", "false", "no", "off")
 
 
 def _content_text(content: Any) -> str:
