@@ -1,4 +1,4 @@
-"""The command line: ``agentclinic run`` and ``agentclinic scenarios list|show|validate|import``."""
+"""The command line: ``agentclinic run``, ``report``, ``rescore`` and ``scenarios list|show|validate|import``."""
 
 from __future__ import annotations
 
@@ -185,7 +185,8 @@ def run(
     table = Table(title=f"run {escape(folder.name)}", show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
-    for label, key in (("episodes", "episodes"), ("accuracy", "accuracy"), ("correct", "correct"),
+    for label, key in (("episodes", "episodes"), ("accuracy (all episodes)", "accuracy"),
+                       ("accuracy excluding errors", "accuracy_excluding_errors"), ("correct", "correct"),
                        ("incorrect", "incorrect"), ("no diagnosis", "no_diagnosis"), ("errors", "errors"),
                        ("mean turns", "mean_turns"), ("mean tests", "mean_tests"), ("mean cost (USD)", "mean_cost"),
                        ("mean composite score", "mean_composite"), ("mean tool calls", "mean_tool_calls"), ("relevant tools used", "relevant_tools_used"),
@@ -225,6 +226,40 @@ def report(
 
         path = write_html(loaded, stats, html or loaded[0].folder / "report.html")
         console.print(f"report: {path}")
+
+
+@app.command()
+def rescore(
+    run_folder: Annotated[Path, typer.Argument(metavar="RUN", help="the run folder to re-grade (runs/<run-id>)")],
+    judge: Annotated[Optional[str], typer.Option("--judge", help="judge every primary diagnosis again: scripted "
+                                                 "(rules), openai/... or hf/... (default: keep the run's verdicts)")
+                     ] = None,
+    weights: Annotated[Optional[str], typer.Option(help="score axis weights, e.g. 'diagnosis=0.8,coverage=0.2' "
+                                                       "(default: the run's)")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="the new run folder (default: RUN-rescored-N "
+                                                "beside RUN)")] = None,
+    scenarios: Annotated[Optional[list[Path]], typer.Option("--scenarios", help="where the run's scenarios are "
+                                                            "(default: the paths in its run.json)")] = None,
+    cache: Annotated[Optional[Path], typer.Option(help="replay cache (SQLite) for a model judge")] = None,
+    allow_changed_scenarios: Annotated[bool, typer.Option(help="rescore even if scenarios changed since the run "
+                                                          "(recorded in run.json)")] = False,
+    concurrency: Annotated[int, typer.Option(min=1, help="records scored at once")] = 4,
+) -> None:
+    """Re-grade a recorded run without replaying it (new judge, weights or axes) into a new run folder."""
+    from agentclinic.runs.report import load_run, print_report, run_stats
+    from agentclinic.runs.rescore import rescore_run
+
+    try:
+        folder, _, warnings = rescore_run(
+            run_folder, judge=judge, weights=weights, out=out, scenarios=[str(p) for p in scenarios or []] or None,
+            cache=str(cache) if cache else None, allow_changed_scenarios=allow_changed_scenarios,
+            concurrency=concurrency)
+        print_report([run_stats(load_run(folder))], console)
+    except AgentClinicError as exc:
+        _fail(exc)
+    for warning in warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    console.print(f"rescored {escape(str(run_folder))} into {escape(str(folder))} (summary.json, episodes.jsonl)")
 
 
 judge_app = typer.Typer(help="Diagnosis judge tools.", no_args_is_help=True)

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentclinic.scenario.schema import Scenario
 
 if TYPE_CHECKING:
     from agentclinic.env.actions import Action
 
-MatchLevel = Literal["exact", "synonym", "broader", "narrower", "wrong", "none"]
+# The one table of diagnosis match levels: best first. The order is the precedence (a judge that finds
+# several readings keeps the first) and follows the credit (the diagnosis axis; docs/scoring.md): a
+# narrower reading (the right disease, too specific) beats a broader one (a category that contains it).
+MatchLevel = Literal["exact", "synonym", "narrower", "broader", "wrong", "none"]
+LEVEL_CREDIT: dict[str, float] = {"exact": 1.0, "synonym": 1.0, "narrower": 0.5, "broader": 0.25, "wrong": 0.0,
+                                  "none": 0.0}
+LEVELS: tuple[str, ...] = tuple(LEVEL_CREDIT)
+LEVEL_RANK: dict[str, int] = {level: rank for rank, level in enumerate(LEVELS)}
+CORRECT_LEVELS = frozenset({"exact", "synonym"})
+
+# The reasons a doctor chose an action by its own fallback rather than by its model, this turn
+# (``note_fallback``); the runner collects them around ``Doctor.act`` into ``Event.fallback``.
+FALLBACK_LOG: ContextVar[list[str] | None] = ContextVar("agentclinic_fallback_log", default=None)
+
+
+def note_fallback(reason: str) -> None:
+    """Say that this turn's action comes from the doctor's fallback (recorded in the event, counted in the summary)."""
+    log = FALLBACK_LOG.get()
+    if log is not None:
+        log.append(reason)
 
 
 class PatientReply(BaseModel):
@@ -24,16 +44,21 @@ class PatientReply(BaseModel):
 class Finding(BaseModel):
     """One measurement answer: a test or examination result, exactly as the case holds it."""
 
+    model_config = ConfigDict(extra="forbid")
+
     request: str
     name: str | None = None  # the canonical name matched, None when not available
     result: str
     available: bool = True
     price_code: str | None = None
     group: str | None = None
+    case_result: str | None = None  # the case's exact text, when a model phrased ``result``
 
 
 class Verdict(BaseModel):
     """The judge's verdict on a diagnosis."""
+
+    model_config = ConfigDict(extra="forbid")
 
     level: MatchLevel
     correct: bool

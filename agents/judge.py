@@ -57,7 +57,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 
+from agentclinic.agents.base import LEVEL_RANK as RANK  # the one table of levels: precedence follows credit
 from agentclinic.agents.base import MatchLevel, Verdict
+from agentclinic.errors import AgentClinicError
 from agentclinic.agents.concepts import concept_index, split_bracketed
 from agentclinic.scenario.schema import ICD10_PATTERN, Scenario
 
@@ -69,8 +71,6 @@ from agentclinic.scenario.schema import ICD10_PATTERN, Scenario
 EMBEDDING_SYNONYM_THRESHOLD = 0.88
 # The lexical fallback (Dice overlap of word stems) only accepts near-identical word sets.
 LEXICAL_SYNONYM_THRESHOLD = 0.85
-
-RANK: dict[str, int] = {"exact": 0, "synonym": 1, "broader": 2, "narrower": 3, "wrong": 4, "none": 5}
 
 # --------------------------------------------------------------------------------------------
 # Normalisation
@@ -316,14 +316,20 @@ _DISEASE_HEADS = frozenset(
     "regurgitation prolapse rupture perforation".split())
 
 
-@lru_cache(maxsize=1)
-def _kb_names() -> frozenset[str]:
+def _knowledge_base():
+    """The disease knowledge base; an error that says so when it cannot be loaded (never an empty one)."""
     try:
         from agentclinic.knowledge import knowledge_base
 
-        return frozenset(normalise(n) for d in knowledge_base() for n in (d.name, *d.aliases))
-    except Exception:  # noqa: BLE001 - the knowledge base is optional here
-        return frozenset()
+        return knowledge_base()
+    except Exception as exc:  # noqa: BLE001 - reported, never swallowed: the verdicts depend on it
+        raise AgentClinicError(f"the judge cannot load the disease knowledge base: {type(exc).__name__}: {exc}") \
+            from exc
+
+
+@lru_cache(maxsize=1)
+def _kb_names() -> frozenset[str]:
+    return frozenset(normalise(n) for d in _knowledge_base() for n in (d.name, *d.aliases))
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,13 +391,7 @@ def _acronym_fits(abbreviation: str, long_form: str) -> bool:
 def _abbreviation_table() -> dict[str, tuple[tuple[str, ...], ...]]:
     """Abbreviation key -> its readings, each a tuple of long forms naming one condition."""
     readings: dict[str, list[tuple[str, ...]]] = defaultdict(list)
-    try:
-        from agentclinic.knowledge import knowledge_base
-
-        diseases = knowledge_base()
-    except Exception:  # noqa: BLE001 - the knowledge base is optional here
-        diseases = ()
-    for disease in diseases:
+    for disease in _knowledge_base():
         names = [disease.name, *disease.aliases]
         for alias in disease.aliases:
             if _looks_abbreviated(alias):
@@ -573,10 +573,7 @@ class IcdIndex:
         return self.loose.get(norm, set()) | self.loose.get(_concept(norm), set())
 
     def valid(self, code: str) -> bool:
-        try:
-            return bool(self.cm.is_valid_item(code))
-        except Exception:  # noqa: BLE001
-            return False
+        return bool(self.cm.is_valid_item(code))  # False for any string that is not a code, never an error
 
     def description(self, code: str) -> str | None:
         return self.cm.get_description(code) if self.valid(code) else None

@@ -17,7 +17,8 @@ Each turn runs through the graph::
   expert tools against the registry (known name, arguments valid for its model). A problem goes back
   to the model as an explicit error message and costs no turn; after ``retries`` failed attempts,
   ``fallback`` chooses a safe action: when turns are short, the latest diagnosis the model has named (or
-  else the retrieval tool's leading hit), otherwise an open question.
+  else the retrieval tool's leading hit), otherwise an open question. A fallback action is marked as such
+  in the episode record (``Event.fallback``, the reason) and counted in the run's summary.
 * ``wait`` is an ``interrupt``: the graph pauses with the action, the environment executes it, and the
   next ``act`` resumes the graph with ``Command(resume={"observation": ..., "images": ...})``.
 
@@ -39,6 +40,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
+from agentclinic.agents.base import note_fallback
 from agentclinic.agents.biases import AppliedBias
 from agentclinic.agents.doctors import RETRIEVAL_HIT
 from agentclinic.agents.llm import IMAGES_NOT_SHOWN, _windowed, clean_reply, image_part, json_object, render_prompt
@@ -73,6 +75,7 @@ class DoctorState(TypedDict, total=False):
     errors: list[dict]  # every rejected reply: turn, attempt, error
     guesses: list[str]  # the retrieval tool's leaders, then the diagnoses the model has named; latest last
     fallbacks: int  # turns decided by the fallback
+    fallback: str | None  # why the fallback chose this turn's action (None: the model did)
     done: bool  # a diagnosis was given
 
 
@@ -163,7 +166,7 @@ class GraphDoctor:
             if text.startswith("Tool retrieve:") else []  # the retrieval tool's leaders: guesses of last resort
         guesses = [h for h in reversed(hits) if h not in state.get("guesses", [])] + state.get("guesses", [])
         return {"turn": turn, "messages": state.get("messages", []) + new, "attempts": 0, "reply": None,
-                "action": None, "calls": [], "guesses": guesses[-10:]}
+                "action": None, "calls": [], "guesses": guesses[-10:], "fallback": None}
 
     async def _call_model(self, state: DoctorState) -> dict:
         messages = [Message(role="system", content=state["system"]), *self._conversation(state["messages"])]
@@ -205,15 +208,19 @@ class GraphDoctor:
         turn, guesses = state["turn"], state.get("guesses", [])
         left = self.max_turns - turn
         action: Action
+        why = f"no valid action from the model in {state.get('attempts', 0)} attempts"
         if guesses and left <= self.warn_turns:
             primary = guesses[-1]
             action = Diagnose(primary=primary, differential=[g for g in reversed(guesses) if g != primary][:3])
+            why += (f"; the fallback diagnosed the latest guess {primary!r} (a diagnosis the model named, or else "
+                    "the retrieval tool's leading hit)")
         else:
             action = Ask(text=OPEN_QUESTIONS[state.get("fallbacks", 0) % len(OPEN_QUESTIONS)])
+            why += "; the fallback asked an open question"
         line = action_line(action)
         messages = state["messages"] + [{"role": "assistant", "content": line, "turn": turn}]
         return {"action": action.model_dump(), "messages": messages, "calls": [],
-                "fallbacks": state.get("fallbacks", 0) + 1}
+                "fallbacks": state.get("fallbacks", 0) + 1, "fallback": why}
 
     async def _wait(self, state: DoctorState) -> dict:
         answer = interrupt({"turn": state["turn"], "action": state["action"]})
@@ -301,6 +308,8 @@ class GraphDoctor:
                 raise AgentClinicError("the graph doctor's episode is over (it diagnosed): call reset() first")
             start = Command(resume={"observation": observation or "", "images": images})
         state = await self.graph.ainvoke(start, self.config)
+        if state.get("fallback"):
+            note_fallback(state["fallback"])  # recorded in the episode's event, counted in the summary
         return ACTION.validate_python(state["action"])
 
     # -- pausing and resuming ----------------------------------------------------------------
@@ -340,7 +349,7 @@ class GraphDoctor:
         if messages and messages[-1]["role"] == "assistant" and messages[-1].get("turn") == turn:
             messages.pop()  # the model's (or the fallback's) choice, replaced by the person's
         messages.append({"role": "assistant", "content": action_line(action), "turn": turn})
-        values = {"action": action.model_dump(), "messages": messages, "calls": []}
+        values = {"action": action.model_dump(), "messages": messages, "calls": [], "fallback": None}
         if isinstance(action, Diagnose):
             self.graph.update_state(self.config, values | {"done": True}, as_node="finish")
         else:

@@ -41,7 +41,7 @@ from typing import Literal
 
 import numpy as np
 
-from agentclinic.agents.base import Finding, PatientReply, Verdict
+from agentclinic.agents.base import CORRECT_LEVELS, LEVELS, Finding, PatientReply, Verdict
 from agentclinic.agents.biases import AppliedBias, check_biases, render_biases
 from agentclinic.agents.embeddings import Embedder, default_embedder, tokens
 from agentclinic.agents.judge import RuleJudge
@@ -382,8 +382,7 @@ class LLMMeasurement:
         if problem is not None:
             self.fallbacks.append((finding.request, problem))
             return finding
-        return PhrasedFinding(**finding.model_dump(), case_result=finding.result) \
-            .model_copy(update={"result": phrased})
+        return PhrasedFinding(**finding.model_dump() | {"result": phrased, "case_result": finding.result})
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,33 +396,26 @@ IMAGES_NOT_SHOWN = "(The images cannot be shown to you; use their reports.)"
 
 
 def image_part(path: str | Path, source: str | None = None) -> ImagePart | None:
-    """An image file as an ``ImagePart`` a vision model can read: PNG/JPEG/GIF/WebP as they are,
-    other formats (TIFF, DICOM with pydicom) converted to PNG; None when it cannot be read."""
+    """An image file as an ``ImagePart`` a vision model can read: PNG/JPEG/GIF/WebP as they are, other
+    formats (DICOM, TIFF) converted to PNG by the same conversion as the report and the segmentation
+    tool (``display_image``: modality LUT, the file's VOI window, MONOCHROME1 inverted); None when it
+    cannot be read."""
     path = Path(path)
     if not path.is_file():
         return None
     if path.suffix.lower() in IMAGE_MIMES:
         return ImagePart.from_file(path, source=source)
+    from PIL import Image
+
+    from agentclinic.tools.base import ToolError
+    from agentclinic.tools.imaging import display_image
+
     try:
-        from PIL import Image
-
-        if path.suffix.lower() == ".dcm":
-            import pydicom  # optional: only for DICOM assets
-
-            pixels = pydicom.dcmread(str(path)).pixel_array.astype(np.float64)
-            if pixels.ndim > 2:
-                pixels = pixels[pixels.shape[0] // 2] if pixels.ndim == 3 and pixels.shape[-1] not in (3, 4) \
-                    else pixels
-            lo, hi = float(pixels.min()), float(pixels.max())
-            pixels = (pixels - lo) / (hi - lo or 1.0) * 255
-            image = Image.fromarray(pixels.astype(np.uint8))
-        else:
-            image = Image.open(path)
-            image.load()
-        buffer = io.BytesIO()
-        image.convert("RGB" if image.mode not in ("L", "RGB") else image.mode).save(buffer, format="PNG")
-    except Exception:  # noqa: BLE001 - an unreadable image is reported, not fatal
+        pixels = display_image(path)
+    except ToolError:  # an unreadable image is reported (the doctor is told it cannot be shown), not fatal
         return None
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
     import base64
 
     return ImagePart(url="data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(),
@@ -537,7 +529,6 @@ class LLMDoctor:
 # Judge
 # --------------------------------------------------------------------------------------------
 
-LEVELS = ("exact", "synonym", "broader", "narrower", "wrong", "none")
 VERDICT_SCHEMA = {
     "title": "verdict", "type": "object", "additionalProperties": False, "required": ["level", "rationale"],
     "properties": {"level": {"type": "string", "enum": list(LEVELS)}, "rationale": {"type": "string"}},
@@ -664,7 +655,7 @@ class LLMJudge:
                 "rationale": f"{rule.rationale} (the judge model's reply was not understood: {snippet!r}; "
                              "the rule verdict stands)"})
         level, rationale = parsed
-        correct = level in ("exact", "synonym")
+        correct = level in CORRECT_LEVELS
         return Verdict(level=level, correct=correct, matched=diagnosis.name if level not in ("wrong", "none") else None,
                        rationale=rationale or f"judge model: {level}", rule_level=rule.level, judge=self.model.name)
 

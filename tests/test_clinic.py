@@ -40,9 +40,11 @@ def test_golden_episode():
     assert dx.terminated and not dx.truncated and dx.info["axes"]["diagnosis"] == 1.0
     assert dx.reward == dx.info["composite"] >= 0.6  # the weighted composite of every axis; diagnosis dominates
     assert dx.info["verdict"]["level"] in ("exact", "synonym") and dx.info["outcome"] == "correct"
-    assert clinic.ledger.cost == 16 and [e.turn for e in clinic.events] == [1, 2, 3, 4, 5, 6]
-    assert ("1", "chest-pain") not in clinic.disclosed and (1, "chest-pain") in clinic.disclosed
-    assert (2, "smoking") in clinic.disclosed
+    record = clinic.record
+    assert clinic.ledger.cost == 16 == record.cost and [e.turn for e in record.events] == [1, 2, 3, 4, 5, 6]
+    assert ("1", "chest-pain") not in record.disclosed and (1, "chest-pain") in record.disclosed
+    assert (2, "smoking") in record.disclosed and record.turns == 6 and record.tests == 1
+    assert record.outcome == "correct" and record.diagnosis == "Inferior STEMI" and record.scores.composite == dx.reward
     with pytest.raises(AgentClinicError, match="reset"):
         asyncio.run(clinic.step("Any questions?"))
 
@@ -62,7 +64,7 @@ def test_turn_budget_truncates_with_no_diagnosis():
     assert [r.truncated for r in results] == [False, False, True]
     assert results[-1].info["outcome"] == "no-diagnosis" and results[-1].info["truncated_by"] == "turns"
     assert not results[-1].terminated and results[-1].info["axes"]["diagnosis"] == 0.0
-    assert results[-1].reward == results[-1].info["composite"] <= 0.4 and results[0].reward == 0.0
+    assert results[-1].reward == results[-1].info["composite"] == 0.0 and results[0].reward == 0.0  # no diagnosis
 
 
 def test_test_and_money_budgets_truncate():
@@ -85,7 +87,7 @@ def test_examination_images_and_tools():
     assert image.observation.startswith("Error:") and "no images" in image.observation
     assert "unknown tool 'xray_vision'" in unknown.observation and "segment" in unknown.observation
     assert invalid.observation.startswith("Error: invalid arguments for segment") and "image_id" in invalid.observation
-    assert clinic.events[-1].tool["invalid_arguments"] and clinic.ledger.tool_calls == 0
+    assert clinic.record.events[-1].tool.invalid_arguments and clinic.ledger.tool_calls == 0
 
 
 def test_tool_calls_are_recorded_and_counted():
@@ -94,10 +96,67 @@ def test_tool_calls_are_recorded_and_counted():
     report = ("FINDINGS: There is a 12 mm nodule in the right upper lobe. No pleural effusion.\n"
               "IMPRESSION: 21 mm nodule in the right upper lobe.")
     [result] = play(clinic, ["CALL TOOL: check_report " + json.dumps({"report": report})])
-    tool = clinic.events[-1].tool
-    assert result.observation.startswith("Tool check_report:") and tool["name"] == "check_report"
-    assert "measurement_change" in {e["type"] for e in tool["data"]["errors"]} and tool["seconds"] >= 0
-    assert clinic.ledger.tool_calls == 1 and not result.terminated
-    metrics = tool_metrics(clinic.events, ["check_report", "segment"])
+    tool = clinic.record.events[-1].tool
+    assert result.observation.startswith("Tool check_report:") and tool.name == "check_report"
+    assert "measurement_change" in {e["type"] for e in tool.data["errors"]} and tool.seconds >= 0
+    assert clinic.ledger.tool_calls == 1 == clinic.record.tool_calls and not result.terminated
+    metrics = tool_metrics(clinic.record.events, ["check_report", "segment"])
     assert metrics["calls"] == {"check_report": 1} and metrics["invalid_arguments"] == 0
-    assert metrics["relevant_used"] is False and tool_metrics(clinic.events, ["check_report"])["relevant_used"]
+    assert metrics["relevant_used"] is False and tool_metrics(clinic.record.events, ["check_report"])["relevant_used"]
+
+
+# --------------------------------------------------------------------------------------------
+# The record is the hub
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_clinic_state_exists_from_init_and_each_reset_starts_a_fresh_record():
+    from agentclinic.agents.base import Finding
+    from agentclinic.runs.record import ToolCall
+
+    clinic = scripted_clinic()
+    assert clinic.record.events == [] and clinic.ledger.turns == 0 and clinic.record.outcome is None
+    with pytest.raises(AgentClinicError, match="reset"):
+        asyncio.run(clinic.step("Hello"))
+    clinic.reset(STEMI, seed=3)
+    play(clinic, ["Examine: heart", "CALL TOOL: segment {}", "DIAGNOSIS READY: Migraine"])
+    first = clinic.record
+    assert first.seed == 3 and first.outcome == "incorrect" and first.verdict.level == "wrong"
+    assert all(isinstance(f, Finding) for f in first.events[0].findings) and first.events[0].findings
+    assert isinstance(first.events[1].tool, ToolCall) and first.events[1].tool.invalid_arguments
+    assert first.scores.diagnosis.level == "wrong" and first.reward == first.scores.composite
+    clinic.reset(STEMI, seed=4)
+    assert clinic.record is not first and clinic.record.events == [] and len(first.events) == 3
+
+
+class RecordOnly:
+    """A clinic seen from outside as the runner may see it: reset, step, fail, rate and the record."""
+
+    def __init__(self, clinic):
+        object.__setattr__(self, "_clinic", clinic)
+
+    def __getattr__(self, name):
+        if name in ("reset", "step", "fail", "rate", "record"):
+            return getattr(self._clinic, name)
+        raise AssertionError(f"the runner read clinic.{name}")
+
+
+def test_the_runner_reads_the_record_and_nothing_else_of_the_clinic():
+    from agentclinic.agents.doctors import ScriptedDoctor
+    from agentclinic.runs.runner import play_episode
+
+    record = asyncio.run(play_episode(RecordOnly(scripted_clinic()), ScriptedDoctor(), STEMI, seed=1, run_id="r",
+                                      episode=7, doctor_name="scripted"))
+    assert record.error is None and record.outcome in ("correct", "incorrect") and record.episode == 7
+    assert record.turns == len(record.events) and record.scores is not None and record.tool_metrics
+
+
+def test_the_embedder_is_named_in_every_info_and_record():
+    from agentclinic.agents.embeddings import default_embedder
+
+    clinic = scripted_clinic()
+    _, info = clinic.reset(STEMI)
+    name = default_embedder().name
+    assert name.startswith("all-MiniLM-L6-v2@") and info["embedder"] == name == clinic.record.embedder
+    [result] = play(clinic, ["Any fever?"])
+    assert result.info["embedder"] == name

@@ -343,11 +343,11 @@ def test_scripted_doctor_segments_the_images_and_checks_the_reports(monkeypatch,
     kinds = [e.action["type"] for e in record.events]
     assert kinds.count("request_image") == (1 if policy == "on-request" else 0)
     tools = [e.tool for e in record.events if e.tool]
-    assert [t["name"] for t in tools] == ["segment", "check_report"] and not any(t.get("error") for t in tools)
+    assert [t.name for t in tools] == ["segment", "check_report"] and not any(t.error for t in tools)
     segment, check = tools
-    assert segment["arguments"] == {"image_id": "chest"} and segment["data"]["mode"] == "automatic"
-    assert segment["data"]["area_px"] > 100 and Path(segment["data"]["overlay_path"]).is_file()
-    assert check["arguments"] == {"test": "Chest X-ray"} and "suspected error" in check["text"]
+    assert segment.arguments == {"image_id": "chest"} and segment.data["mode"] == "automatic"
+    assert segment.data["area_px"] > 100 and Path(segment.data["overlay_path"]).is_file()
+    assert check.arguments == {"test": "Chest X-ray"} and "suspected error" in check.text
     assert record.tool_metrics["calls"] == {"check_report": 1, "segment": 1}
     assert [t["tool"] for t in doctor.tool_log] == ["segment", "check_report"] and doctor.tool_log[0]["text"]
     assert any(s.startswith("Segmented chest") for s in doctor.clinical)  # folded in as weak evidence
@@ -389,8 +389,8 @@ def _retrieve_episode(monkeypatch, tmp_path, tool):
     assert record.error is None and record.outcome == "correct"
     events = [e for e in record.events if e.tool]
     assert len(events) == 1 and events[0].turn == record.turns - 1 and events[0].action["type"] == "call_tool"
-    assert events[0].tool["name"] == "retrieve" and not events[0].tool.get("error")
-    assert events[0].tool["arguments"] == {"query": doctor.retrieval_query(), "k": 10}
+    assert events[0].tool.name == "retrieve" and not events[0].tool.error
+    assert events[0].tool.arguments == {"query": doctor.retrieval_query(), "k": 10}
     assert record.tool_metrics["calls"] == {"retrieve": 1} and record.events[-1].action["type"] == "diagnose"
     return record, events[0], doctor
 
@@ -399,7 +399,7 @@ def test_scripted_doctor_records_retrieve_calls(monkeypatch, tmp_path):
     tool = FakeRetrieve()
     record, event, doctor = _retrieve_episode(monkeypatch, tmp_path, tool)
     assert "cough" in tool.queries[0] and "Bronchial breathing" in tool.queries[0]
-    assert event.tool["data"]["hits"][0] == {"disease": "Acute bronchitis"}
+    assert event.tool.data["hits"][0] == {"disease": "Acute bronchitis"}
     assert [d.name for d in doctor.retrieved] == ["Acute bronchitis", "Community-acquired pneumonia"]
 
 
@@ -408,7 +408,7 @@ def test_scripted_doctor_with_the_real_retrieval_tool(monkeypatch, tmp_path):
     from agentclinic.tools.retrieval import RetrieveTool
 
     record, event, doctor = _retrieve_episode(monkeypatch, tmp_path, RetrieveTool())
-    hits = event.tool["data"]["hits"]
+    hits = event.tool.data["hits"]
     names, codes = {h["disease"] for h in hits}, {h.get("icd10") for h in hits}
     assert hits and doctor.retrieved is not None  # the KB diseases among the hits, by name or code
     assert all(d.name in names or d.icd10 in codes for d in doctor.retrieved)

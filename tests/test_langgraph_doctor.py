@@ -118,7 +118,7 @@ def test_episode_asks_orders_calls_an_expert_tool_and_diagnoses(lookup):
     record = play(doctor, max_turns=8)
     assert record.error is None and record.outcome == "correct" and record.turns == 4
     assert types(record) == ["ask", "order_tests", "call_tool", "diagnose"]
-    assert record.events[2].tool["name"] == "lookup" and "Community-acquired" in record.events[2].tool["text"]
+    assert record.events[2].tool.name == "lookup" and "Community-acquired" in record.events[2].tool.text
     assert record.tool_metrics["calls"] == {"lookup": 1} and record.differential == ["Acute bronchitis"]
     tool_names = {t["function"]["name"] for t in model.calls[0]["tools"]}
     assert {"ask", "examine", "order_tests", "request_image", "diagnose", "lookup"} <= tool_names
@@ -149,7 +149,7 @@ def test_invalid_arguments_are_fed_back_and_the_model_recovers(lookup):
     record = play(doctor, max_turns=6)
     assert record.error is None and record.outcome == "correct"
     assert types(record) == ["call_tool", "diagnose"] and record.turns == 2  # rejected replies cost no turn
-    assert record.events[0].tool.get("error") is None and record.tool_metrics["invalid_arguments"] == 0
+    assert record.events[0].tool.error is None and record.tool_metrics["invalid_arguments"] == 0
     fed_back = model.calls[1]["messages"][-1]
     assert fed_back.role == "tool" and fed_back.tool_call_id == "bad1"
     assert fed_back.text().startswith("Error: invalid arguments for lookup") and "qurey" in fed_back.text()
@@ -233,7 +233,7 @@ def test_a_text_reply_in_tools_mode_is_read_with_the_text_protocol(lookup):
                            ChatResult(text="DIAGNOSIS READY: Community-acquired pneumonia")])
     record = play(GraphDoctor(model, max_turns=6), max_turns=6)
     assert types(record) == ["order_tests", "call_tool", "diagnose"] and record.outcome == "correct"
-    assert record.events[1].tool["arguments"] == {"query": "cough"}
+    assert record.events[1].tool.arguments == {"query": "cough"}
 
 
 def test_read_reply():
@@ -279,7 +279,7 @@ def test_pause_and_resume_mid_episode_from_another_doctor(lookup):
         step = await room.step(OrderTests(tests=["CXR"]))
         final = await second.act(step.observation)
         step = await room.step(final)
-        assert step.terminated and room.outcome == "correct" and second.snapshot()["done"]
+        assert step.terminated and room.record.outcome == "correct" and second.snapshot()["done"]
         with pytest.raises(AgentClinicError, match="over"):
             await second.act("more?")
 

@@ -176,7 +176,7 @@ def test_measurement_phrases_the_exact_result_and_never_invents_a_value():
     cbc = run(measurement.order("CBC"))
     assert cbc.result.startswith("The white cell count") and cbc.case_result == case.tests[0].result
     cxr = run(measurement.order("chest x-ray"))
-    assert cxr.result == "Right lower lobe consolidation." and not hasattr(cxr, "case_result")
+    assert cxr.result == "Right lower lobe consolidation." and cxr.case_result is None  # the exact text: not phrased
     again = run(measurement.order("CXR"))
     assert again.result == "Right lower lobe consolidation."
     assert [why for _, why in measurement.fallbacks] == ["numbers not in the result: 4, 120", "names the diagnosis"]
@@ -417,8 +417,8 @@ def test_llm_judge_decides_the_episode_outcome():
     clinic = Clinic(ScriptedPatient(LEXICAL), ScriptedMeasurement(),
                     LLMJudge(FakeChatModel(["No."]), rule=RuleJudge(embedder=LEXICAL)))
     record = run(play_episode(clinic, LLMDoctor(FakeChatModel(["DIAGNOSIS READY: CAP"])), case, seed=0))
-    assert record.outcome == "incorrect" and record.verdict["level"] == "wrong"
-    assert record.verdict["rule_level"] == "synonym"
+    assert record.outcome == "incorrect" and record.verdict.level == "wrong"
+    assert record.verdict.rule_level == "synonym"
     assert [c["role"] for c in record.events[0].model_calls] == ["doctor", "judge"]
 
 

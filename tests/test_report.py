@@ -16,7 +16,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from agentclinic.cli import app
-from agentclinic.runs.record import EpisodeRecord, Event
+from agentclinic.runs.record import DiagnosisScores, EpisodeRecord, Event, Scores
 from agentclinic.runs.report import (
     ReportError, bias_keys, group_rows, load_run, load_runs, print_report, run_stats, summary_rows, top_k_hits,
     wilson)
@@ -75,13 +75,14 @@ def test_wilson_interval_on_known_cases():
 def test_run_stats_counts_accuracy_specialties_and_errors(tmp_path):
     stats = run_stats(load_run(write_run(tmp_path / "a", standard_records())))
     assert stats.episodes == 10
-    assert (stats.accuracy.k, stats.accuracy.n) == (4, 9)  # the error is left out
+    assert (stats.accuracy.k, stats.accuracy.n) == (4, 10)  # the error counts as a miss
+    assert (stats.accuracy_excluding_errors.k, stats.accuracy_excluding_errors.n) == (4, 9)  # beside it, named so
     lo, hi = stats.accuracy.ci
-    assert lo == pytest.approx(0.1888, abs=1e-4) and hi == pytest.approx(0.7333, abs=1e-4)
-    assert {k: (v.k, v.n) for k, v in stats.by_specialty.items()} == {"cardiology": (3, 4), "neurology": (1, 5)}
-    assert stats.mean_turns == pytest.approx((10 + 11 + 12 + 13 + 20 * 5) / 9)
-    assert stats.mean_cost == pytest.approx((0 + 10 + 20 + 30 + 5 * 5) / 9)
-    assert stats.match_levels == {"exact": 4, "broader": 1, "wrong": 4}
+    assert lo == pytest.approx(0.1682, abs=1e-4) and hi == pytest.approx(0.6873, abs=1e-4)
+    assert {k: (v.k, v.n) for k, v in stats.by_specialty.items()} == {"cardiology": (3, 4), "neurology": (1, 6)}
+    assert stats.mean_turns == pytest.approx((10 + 11 + 12 + 13 + 20 * 5 + 99) / 10)
+    assert stats.mean_cost == pytest.approx((0 + 10 + 20 + 30 + 5 * 5 + 999) / 10)
+    assert stats.match_levels == {"exact": 4, "broader": 1, "wrong": 4, "none": 1}
     assert stats.outcomes == {"correct": 4, "incorrect": 5, "error": 1}
     assert [(e.episode, e.message) for e in stats.errors] == [(9, "RuntimeError: model server went away")]
     assert stats.axes == {} and stats.top_k == {}  # an older run without scores
@@ -90,27 +91,25 @@ def test_run_stats_counts_accuracy_specialties_and_errors(tmp_path):
 def test_axes_are_the_union_across_records_and_none_is_skipped(tmp_path):
     records = [
         record(0, scores={"axes": {"information_coverage": 0.5, "safety": 1.0}, "composite": 0.6,
-                          "diagnosis": {"top_1": True, "top_3": True}}),
+                          "diagnosis": {"top_k": {"top1": True, "top3": True}}}),
         record(1, outcome="incorrect", scores={"axes": {"information_coverage": 1.0, "empathy": None},
-                                               "composite": 0.2, "diagnosis": {"top_1": False, "top_3": True}}),
-        record(2, outcome="incorrect"),  # no scores at all
+                                               "composite": 0.2, "diagnosis": {"top_k": {"top1": False, "top3": True}}}),
+        record(2, outcome="incorrect"),  # not scored (as an older version left a failed episode): a miss, 0
     ]
     stats = run_stats(load_run(write_run(tmp_path / "a", records)))
     assert list(stats.axes) == ["information_coverage", "safety", "empathy"]
     assert stats.axes["information_coverage"].mean == pytest.approx(0.75) and stats.axes["information_coverage"].n == 2
     assert stats.axes["safety"].n == 1 and stats.axes["empathy"].mean is None
-    assert stats.composite.mean == pytest.approx(0.4)
-    assert {k: (v.k, v.n) for k, v in stats.top_k.items()} == {1: (1, 2), 3: (2, 2)}
+    assert stats.composite.mean == pytest.approx(0.8 / 3) and stats.composite.n == 3
+    assert {k: (v.k, v.n) for k, v in stats.top_k.items()} == {1: (1, 3), 3: (2, 3)}
     labels = [label for label, _ in summary_rows([stats])]
     assert "axis: empathy" in labels and "top-3 [95% CI]" in labels and "composite" in labels
 
 
 def test_top_k_and_bias_keys():
-    assert top_k_hits({"diagnosis": {"top_k": {"1": False, "5": True}, "level": "wrong"}}) == {1: False, 5: True}
-    assert top_k_hits({"diagnosis": {"top1": 1, "top-3": 0}}) == {1: True, 3: False}
-    scored = {"diagnosis": {"level": "wrong", "top_k": {"top1": False, "top3": True, "top5": True}}}  # as scored
+    scored = Scores(diagnosis=DiagnosisScores(level="wrong", top_k={"top1": False, "top3": True, "top5": True}))
     assert top_k_hits(scored) == {1: False, 3: True, 5: True}
-    assert top_k_hits({}) == {}
+    assert top_k_hits(None) == {}
     biased = record(0, biases={"patient": {"role": "patient", "names": ["recency"], "applied": False},
                                "doctor": {"role": "doctor", "names": ["confirmation", "recency"]}})
     assert bias_keys(biased) == ["doctor:confirmation", "doctor:recency", "patient:recency (ignored)"]
@@ -123,14 +122,16 @@ def test_tables_print_the_numbers_for_two_runs_side_by_side(tmp_path):
                   config={"doctor": "random"})
     stats = [run_stats(r) for r in load_runs([a, b])]
     rows = dict(summary_rows(stats))
-    assert rows["accuracy [95% CI]"] == ["0.444 [0.19, 0.73] (4/9)", "0.500 [0.09, 0.91] (1/2)"]
+    assert rows["accuracy [95% CI]"] == ["0.400 [0.17, 0.69] (4/10)", "0.500 [0.09, 0.91] (1/2)"]
+    assert rows["accuracy excluding errors [95% CI]"] == ["0.444 [0.19, 0.73] (4/9)", "0.500 [0.09, 0.91] (1/2)"]
     assert rows["doctor"] == ["scripted", "random"]
     specialty = dict(group_rows(stats, "by_specialty"))
-    assert specialty["neurology"] == ["0.200 [0.04, 0.62] (1/5)", "-"]
+    assert specialty["neurology"] == ["0.167 [0.03, 0.56] (1/6)", "-"]  # the error counts
     console = Console(record=True, width=200)
     print_report(stats, console)
     text = console.export_text()
-    for expected in ("alpha", "beta", "0.444 [0.19, 0.73] (4/9)", "0.750 [0.30, 0.95] (3/4)",
+    for expected in ("alpha", "beta", "0.400 [0.17, 0.69] (4/10)", "0.444 [0.19, 0.73] (4/9)",
+                     "accuracy excluding errors", "0.750 [0.30, 0.95] (3/4)",
                      "RuntimeError: model server went away", "broader"):
         assert expected in text
 
@@ -233,6 +234,7 @@ def test_html_is_self_contained_escaped_and_has_plots_and_images(tmp_path):
     assert episodes.count('<details class="episode"') == 2 + 10
     summary = re.search(r'<section id="runs">(.*?)</section>', html, re.S).group(1)
     assert "<th>imaging</th>" in summary and "<th>other</th>" in summary
+    assert "0.400 [0.17, 0.69] (4/10)" in summary and "accuracy excluding errors" in summary
     assert "0.444 [0.19, 0.73] (4/9)" in summary
 
 

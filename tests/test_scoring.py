@@ -1,4 +1,4 @@
-"""Scoring: every axis on small hand-built episodes with known answers, the rubric, top-k, weights,
+"""Scoring: every axis on small hand-built episode records with known answers, the rubric, top-k, weights,
 the reward wrapper, patient ratings, and the scores of a real scripted run."""
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from agentclinic.env.clinic import Clinic
 from agentclinic.env.gym import ClinicEnv, RewardWeights
 from agentclinic.env.ledger import Budget
 from agentclinic.errors import ConfigError
-from agentclinic.runs.record import Event
+from agentclinic.runs.record import EpisodeRecord, Event
 from agentclinic.scenario.schema import Scenario
 from agentclinic.scoring import (
-    AXES, DEFAULT_WEIGHTS, REWARD_FUNCTIONS, EpisodeState, ScoreWeights, communication_heuristic, composite,
-    cost, coverage, diagnosis_scores, efficiency, examination, history, parse_ratings, parse_rubric,
-    reference_cost, safety, score_episode_sync)
+    AXES, ScoreWeights, communication_heuristic, composite, cost, coverage, default_weights, diagnosis_scores,
+    efficiency, examination, history, parse_ratings, parse_rubric, reference_cost, safety, score)
 from agentclinic.scoring import tests as axis_tests  # not named test*: pytest would collect it
 from agentclinic.scoring.rubric import grade_with_model, quote_found
 from agentclinic.scenario.prices import price_table
@@ -84,11 +83,17 @@ def found(request: str, name: str | None) -> dict:
 
 
 def state(events=(), disclosed=(), diagnosis=None, differential=(), verdict=None, turns=None, max_turns=20,
-          cost_spent=0.0) -> EpisodeState:
+          cost_spent=0.0, outcome=None) -> EpisodeRecord:
+    """A finished episode's record: diagnosed when given a diagnosis and a verdict, else no diagnosis."""
     events = list(events)
-    return EpisodeState(events=events, disclosed=list(disclosed), diagnosis=diagnosis, differential=list(differential),
-                        verdict=verdict, turns=turns if turns is not None else len(events), max_turns=max_turns,
-                        cost=cost_spent)
+    if diagnosis and verdict is None:
+        verdict = wrong()
+    if outcome is None:
+        outcome = ("correct" if verdict.correct else "incorrect") if diagnosis and verdict else "no-diagnosis"
+    return EpisodeRecord(scenario_id=CASE.id, events=events, disclosed=list(disclosed), diagnosis=diagnosis,
+                         differential=list(differential), verdict=verdict, outcome=outcome,
+                         correct=bool(verdict and verdict.correct and outcome == "correct"),
+                         turns=turns if turns is not None else len(events), max_turns=max_turns, cost=cost_spent)
 
 
 def wrong(level="wrong") -> Verdict:
@@ -187,28 +192,28 @@ def test_top_k_over_the_differential(monkeypatch):
     s = state(diagnosis="Acute bronchitis", differential=["Asthma exacerbation", "acute bronchitis", "CAP", "Flu"],
               verdict=wrong())
     scores = diagnosis_scores(CASE, s, LEXICAL_JUDGE)
-    assert [i["name"] for i in scores["ranked"]] == ["Acute bronchitis", "Asthma exacerbation", "CAP", "Flu"]
-    assert scores["first_correct_rank"] == 3 and scores["best_level"] == "synonym"
-    assert scores["top_k"] == {"top1": False, "top3": True, "top5": True}
-    assert REWARD_FUNCTIONS["differential"](CASE, s) == pytest.approx(1 / 3)
-    assert REWARD_FUNCTIONS["diagnosis"](CASE, s) == 0.0
+    assert [i.name for i in scores.ranked] == ["Acute bronchitis", "Asthma exacerbation", "CAP", "Flu"]
+    assert scores.first_correct_rank == 3 and scores.best_level == "synonym"
+    assert scores.top_k == {"top1": False, "top3": True, "top5": True}
+    axes = score(CASE, s, judge=LEXICAL_JUDGE).axes
+    assert axes["differential"] == pytest.approx(1 / 3) and axes["diagnosis"] == 0.0
     right = diagnosis_scores(CASE, state(diagnosis="CAP", verdict=wrong("synonym")), LEXICAL_JUDGE)
-    assert right["top_k"]["top1"] and right["first_correct_rank"] == 1
+    assert right.top_k["top1"] and right.first_correct_rank == 1
     none = diagnosis_scores(CASE, state(), LEXICAL_JUDGE)
-    assert none["level"] == "none" and none["first_correct_rank"] is None and not any(none["top_k"].values())
+    assert none.level == "none" and none.first_correct_rank is None and not any(none.top_k.values())
 
 
 def test_model_judge_verdict_is_kept_with_the_rule_level_beside():
     verdict = Verdict(level="wrong", correct=False, rationale="model says no", rule_level="synonym", judge="m")
     scores = diagnosis_scores(CASE, state(diagnosis="CAP", verdict=verdict), LEXICAL_JUDGE)
-    assert scores["level"] == "wrong" and scores["rule_level"] == "synonym" and scores["judge"] == "m"
-    assert scores["verdict"]["rationale"] == "model says no"
+    assert scores.level == "wrong" and scores.rule_level == "synonym" and scores.judge == "m"
+    assert scores.verdict.rationale == "model says no"
 
 
 @pytest.mark.parametrize("level,credit", [("exact", 1.0), ("synonym", 1.0), ("narrower", 0.5), ("broader", 0.25),
                                           ("wrong", 0.0)])
 def test_diagnosis_credit_by_level(level, credit):
-    assert REWARD_FUNCTIONS["diagnosis"](CASE, state(diagnosis="x", verdict=wrong(level))) == credit
+    assert score(CASE, state(diagnosis="x", verdict=wrong(level)), judge=LEXICAL_JUDGE).axes["diagnosis"] == credit
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,10 +295,10 @@ def test_a_model_judge_grades_communication_at_the_end_of_an_episode():
     clinic.reset(CASE)
     asyncio.run(clinic.step("What brings you in?"))
     last = asyncio.run(clinic.step("DIAGNOSIS READY: CAP"))
-    assert [c["role"] for c in clinic.events[-1].model_calls] == ["judge", "rubric"]
-    communication = last.info["scores"]["details"]["communication"]
+    assert [c["role"] for c in clinic.record.events[-1].model_calls] == ["judge", "rubric"]
+    communication = last.info["scores"].details["communication"]
     assert communication["method"] == "llm" and communication["model"] == "judge-model"
-    assert last.info["axes"]["communication"] == 1.0 and last.info["scores"]["diagnosis"]["judge"] == "judge-model"
+    assert last.info["axes"]["communication"] == 1.0 and last.info["scores"].diagnosis.judge == "judge-model"
 
 
 @pytest.mark.parametrize("reply,expected", [
@@ -320,12 +325,12 @@ def test_quotes_are_checked_against_what_the_doctor_said():
 
 
 def test_weights_defaults_validation_and_parsing():
-    default = ScoreWeights()
-    assert default.as_dict() == DEFAULT_WEIGHTS and sum(DEFAULT_WEIGHTS.values()) == pytest.approx(1.0)
-    assert max(DEFAULT_WEIGHTS, key=DEFAULT_WEIGHTS.get) == "diagnosis" and DEFAULT_WEIGHTS["diagnosis"] > 0.5
-    assert list(DEFAULT_WEIGHTS) == list(AXES) == list(REWARD_FUNCTIONS)
-    only = ScoreWeights(diagnosis=1)
-    assert only.diagnosis == 1 and only.coverage == 0 and ScoreWeights.parse({}) == default
+    default, defaults = ScoreWeights(), default_weights()
+    assert default.as_dict() == defaults and sum(defaults.values()) == pytest.approx(1.0)
+    assert max(defaults, key=defaults.get) == "diagnosis" and defaults["diagnosis"] > 0.5
+    assert list(defaults) == list(AXES)
+    only = ScoreWeights(diagnosis=1).as_dict()
+    assert only["diagnosis"] == 1 and only["coverage"] == 0 and ScoreWeights.parse({}) == default
     assert ScoreWeights.parse("diagnosis=0.8, coverage=0.2").as_dict()["coverage"] == 0.2
     with pytest.raises(ConfigError, match="unknown score axis 'empathy'.*the axes are: diagnosis"):
         ScoreWeights.parse({"empathy": 1})
@@ -345,21 +350,23 @@ def test_composite_leaves_undefined_axes_out():
     assert composite({"safety": None}, {"safety": 1}) == 0.0
 
 
-def test_score_episode_has_every_axis_and_weighted_composite():
+def test_score_has_every_axis_and_weighted_composite():
     events = [ask(1, "Hello, I'm the doctor. What brings you in?", ["cough"]), order(2, found("CXR", "Chest X-ray")),
               Event(turn=3, doctor="DIAGNOSIS READY: CAP", action={"type": "diagnose", "primary": "CAP"},
                     observation="Diagnosis recorded: CAP")]
     s = state(events, disclosed=[(1, "cough")], diagnosis="CAP", verdict=wrong("synonym"), cost_spent=40)
-    scores = score_episode_sync(CASE, s, rule_judge=LEXICAL_JUDGE)
-    assert list(scores["axes"]) == list(AXES) and scores["weights"] == DEFAULT_WEIGHTS
-    assert scores["axes"]["diagnosis"] == 1.0 and scores["axes"]["coverage"] == 0.25
-    for axis, fn in REWARD_FUNCTIONS.items():
-        assert fn(CASE, s) == pytest.approx(scores["axes"][axis]), axis
-    assert scores["composite"] == composite(scores["axes"])
-    assert set(scores["details"]) == set(AXES) - {"diagnosis", "differential"}
-    only = score_episode_sync(CASE, s, {"coverage": 1}, rule_judge=LEXICAL_JUDGE)
-    assert only["composite"] == 0.25
-    json.dumps(scores)  # the record stores it as JSON
+    scores = score(CASE, s, judge=LEXICAL_JUDGE)
+    assert list(scores.axes) == list(AXES) and scores.weights == default_weights()
+    assert scores.axes["diagnosis"] == 1.0 and scores.axes["coverage"] == 0.25
+    from agentclinic.scoring.axes import ScoringContext
+    context = ScoringContext(CASE, s, price_table(), LEXICAL_JUDGE)
+    for name, axis in AXES.items():  # each registered function is the axis
+        assert axis.function(context).value == pytest.approx(scores.axes[name]), name
+    assert scores.composite == composite(scores.axes) and scores.note is None
+    assert set(scores.details) == set(AXES) - {"diagnosis", "differential"}  # theirs is in scores.diagnosis
+    only = score(CASE, s, {"coverage": 1}, judge=LEXICAL_JUDGE)
+    assert only.composite == 0.25
+    assert EpisodeRecord.model_validate_json(s.model_copy(update={"scores": scores}).model_dump_json()).scores == scores
 
 
 # --------------------------------------------------------------------------------------------
@@ -382,7 +389,7 @@ def test_env_terminal_reward_is_the_composite_and_the_wrapper_reweights():
     _, reward, terminated, _, info = env.step("DIAGNOSIS READY: Community-acquired pneumonia")
     assert terminated and set(info["axes"]) == set(AXES) and reward == info["composite"]
     assert 0.6 <= reward < 1.0 and info["axes"]["diagnosis"] == 1.0 and info["axes"]["coverage"] == 0.25
-    assert "scores" not in info and env.unwrapped.clinic.scores["details"]["coverage"]["disclosed"] == [
+    assert "scores" not in info and env.unwrapped.clinic.record.scores.details["coverage"]["disclosed"] == [
         {"fact": "cough", "turn": 1}]
     wrapped = RewardWeights(ClinicEnv([CASE], clinic=lexical_clinic()), {"diagnosis": 1})
     wrapped.reset(seed=0)
@@ -415,13 +422,14 @@ def test_vector_envs_batch_the_final_info_when_only_some_envs_end():
     envs.close()
 
 
-def test_truncation_is_scored_too():
+def test_truncation_is_scored_with_no_diagnosis_credit_and_no_reward():
     clinic = lexical_clinic(Budget(turns=2), weights={"diagnosis": 1, "coverage": 1})
     clinic.reset(CASE)
     asyncio.run(clinic.step("Hello, what brings you in?"))
     last = asyncio.run(clinic.step("Do you smoke?"))
     assert last.truncated and last.info["axes"]["diagnosis"] == 0.0 and last.info["axes"]["coverage"] == 0.5
-    assert last.reward == 0.25 == clinic.scores["composite"] and clinic.scores["axes"]["efficiency"] == 0.0
+    scores = clinic.record.scores  # the axes are computed and reported; without a diagnosis they earn nothing
+    assert last.reward == 0.0 == scores.composite and scores.axes["efficiency"] == 0.0 and "no diagnosis" in scores.note
 
 
 # --------------------------------------------------------------------------------------------
@@ -478,7 +486,7 @@ def test_llm_patient_rates_and_scripted_patient_gives_none():
     record = asyncio.run(play_episode(clinic, Doctor(), CASE, seed=0))
     assert record.patient_ratings["confidence"] is None and "no readable ratings" in record.patient_ratings["error"]
     scripted = asyncio.run(play_episode(lexical_clinic(), make_doctor("random"), CASE, seed=0))
-    assert scripted.patient_ratings is None and scripted.scores["axes"]
+    assert scripted.patient_ratings is None and scripted.scores.axes
 
 
 # --------------------------------------------------------------------------------------------
@@ -543,3 +551,131 @@ def test_run_config_takes_weights_from_file_and_flags_and_records_them(tmp_path,
     toml.write_text("[weights]\nkindness = 1\n")
     with pytest.raises(ConfigError, match="unknown score axis 'kindness'"):
         resolve_config({}, toml)
+
+
+# --------------------------------------------------------------------------------------------
+# One registry of axes; one table of match levels
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def greeting_axis():
+    """A new axis, registered for one test: 1 when the doctor's first words greet the patient."""
+    from agentclinic.scoring import Axis, AxisScore, register_axis, unregister_axis
+
+    def greeted(context):
+        said = context.record.utterances()
+        return AxisScore(float(bool(said) and said[0][1].lower().startswith(("hello", "hi"))), {"first": said[:1]})
+
+    register_axis(Axis("greeting", greeted, 0.1, "the doctor greets the patient first"))
+    try:
+        yield
+    finally:
+        unregister_axis("greeting")
+
+
+def test_registering_an_axis_puts_it_in_scores_weights_and_the_summary(greeting_axis):
+    from agentclinic.runs.writer import summarise
+
+    hello = state([ask(1, "Hello, what brings you in?", ["cough"])], disclosed=[(1, "cough")], diagnosis="CAP",
+                  verdict=wrong("synonym"))
+    curt = state([ask(1, "Cough?")], diagnosis="CAP", verdict=wrong("synonym"))
+    scores = [score(CASE, r, judge=LEXICAL_JUDGE) for r in (hello, curt)]
+    assert list(scores[0].axes)[-1] == "greeting" and [s.axes["greeting"] for s in scores] == [1.0, 0.0]
+    assert scores[0].weights["greeting"] == 0.1 and scores[0].details["greeting"]["first"] == [(1, "Hello, what brings you in?")]
+    assert ScoreWeights.parse("greeting=1").as_dict()["greeting"] == 1.0
+    assert score(CASE, curt, "greeting=1", judge=LEXICAL_JUDGE).composite == 0.0
+    summary = summarise([r.model_copy(update={"scores": s}) for r, s in zip((hello, curt), scores)])
+    assert summary["axes"]["greeting"] == 0.5 and summary["axes_defined"]["greeting"] == 2
+
+
+def test_an_axis_name_is_registered_once():
+    from agentclinic.scoring import Axis, AxisScore, register_axis
+
+    with pytest.raises(ConfigError, match="already registered"):
+        register_axis(Axis("coverage", lambda c: AxisScore(1.0), 0.1, "again"))
+    with pytest.raises(ConfigError, match="default weight"):
+        register_axis(Axis("bad_weight", lambda c: AxisScore(1.0), -1, "negative"))
+
+
+def test_one_table_of_levels_whose_precedence_follows_the_credit():
+    from agentclinic.agents import judge, llm
+    from agentclinic.agents.base import CORRECT_LEVELS, LEVEL_CREDIT, LEVEL_RANK, LEVELS
+    from agentclinic.scoring import audit
+
+    assert set(LEVELS) == set(LEVEL_CREDIT) == set(LEVEL_RANK) == {"exact", "synonym", "narrower", "broader",
+                                                                    "wrong", "none"}
+    for better in LEVELS:  # a level that takes precedence never earns less
+        for worse in LEVELS:
+            if LEVEL_RANK[better] < LEVEL_RANK[worse]:
+                assert LEVEL_CREDIT[better] >= LEVEL_CREDIT[worse], (better, worse)
+    assert LEVEL_RANK["narrower"] < LEVEL_RANK["broader"] and LEVEL_CREDIT["narrower"] > LEVEL_CREDIT["broader"]
+    assert CORRECT_LEVELS == {level for level in LEVELS if LEVEL_CREDIT[level] == 1.0}
+    assert judge.RANK is LEVEL_RANK and llm.LEVELS is LEVELS and audit.LEVELS is LEVELS  # no second table
+
+
+def test_best_level_of_the_differential_prefers_narrower_to_broader():
+    class Fixed:  # a rule judge that reads every item of the differential as broader
+        def judge_sync(self, name, scenario):
+            return Verdict(level="broader", correct=False, rationale="test")
+
+    s = state(diagnosis="Streptococcal pneumonia", verdict=wrong("narrower"), differential=["Pneumonia"])
+    assert diagnosis_scores(CASE, s, Fixed()).best_level == "narrower"
+
+
+# --------------------------------------------------------------------------------------------
+# The rules: errors and cut-offs earn no diagnosis credit, and no composite
+# --------------------------------------------------------------------------------------------
+
+HISTORY = [("Hello, I'm Dr Lee. What brings you in today?", ["cough"]),
+           ("Have you had fevers or shivering?", ["fever", "rigors"]),
+           ("Do you smoke?", ["smoking"]),
+           ("Any medical conditions like asthma?", ["asthma"]),
+           ("Which medicines do you take?", ["meds"]),
+           ("Any allergies?", []), ("Does anything run in the family?", []),
+           ("Have you coughed up any blood?", [])]
+
+
+def history_events() -> tuple[list[Event], list[tuple[int, str]]]:
+    """A proper history, examination and the relevant tests: every history category, fact and red flag."""
+    events = [ask(i + 1, text, facts) for i, (text, facts) in enumerate(HISTORY)]
+    disclosed = [(i + 1, f) for i, (_, facts) in enumerate(HISTORY) for f in facts]
+    exam = [{"request": "chest", "name": "auscultation", "group": "respiratory", "result": "x", "available": True},
+            {"request": "general", "name": "general", "group": "general", "result": "x", "available": True}]
+    events.append(Event(turn=9, doctor="EXAMINE", action={"type": "examine", "system": None}, observation="",
+                        findings=exam))
+    events.append(order(10, found("CXR", "Chest X-ray"), found("CBC", "Complete blood count")))
+    return events, disclosed
+
+
+def diagnose(turn: int, primary: str) -> Event:
+    return Event(turn=turn, doctor=f"DIAGNOSIS READY: {primary}", action={"type": "diagnose", "primary": primary},
+                 observation=f"Diagnosis recorded: {primary}")
+
+
+PROCESS_HEAVY = {"coverage": 1, "history": 1, "examination": 1, "tests": 1, "cost": 1, "safety": 1,
+                 "communication": 1, "diagnosis": 0.1}
+
+
+@pytest.mark.parametrize("weights", [None, PROCESS_HEAVY], ids=["default", "process-heavy"])
+def test_never_diagnosing_earns_less_than_a_wrong_diagnosis_after_a_proper_history(weights):
+    events, disclosed = history_events()
+    padded = events + [ask(11 + i, "Is there anything else you'd like to tell me?") for i in range(9)]
+    never = state(padded, disclosed, turns=20, outcome="no-diagnosis").model_copy(update={"truncated_by": "turns"})
+    wrong_dx = state(events + [diagnose(11, "Migraine")], disclosed, diagnosis="Migraine", verdict=wrong())
+    a, b = score(CASE, never, weights, judge=LEXICAL_JUDGE), score(CASE, wrong_dx, weights, judge=LEXICAL_JUDGE)
+    assert a.axes["coverage"] == b.axes["coverage"] == 1.0 and a.axes["history"] == 1.0  # the process was as good
+    assert a.axes["diagnosis"] == 0.0 and a.composite == 0.0 < b.composite and a.note and b.note is None
+    failed = wrong_dx.model_copy(update={"outcome": "error", "error": "RuntimeError: boom"})
+    errored = score(CASE, failed, weights, judge=LEXICAL_JUDGE)
+    assert errored.composite == 0.0 and errored.diagnosis.level == "none" and not any(errored.diagnosis.top_k.values())
+
+
+def test_diagnosing_at_turn_one_does_not_beat_a_proper_history_with_the_same_diagnosis():
+    events, disclosed = history_events()
+    proper = state(events + [diagnose(11, "CAP")], disclosed, diagnosis="CAP", verdict=wrong("synonym"))
+    hasty = state([diagnose(1, "CAP")], diagnosis="CAP", verdict=wrong("synonym"))
+    a, b = score(CASE, proper, judge=LEXICAL_JUDGE), score(CASE, hasty, judge=LEXICAL_JUDGE)
+    assert a.axes["diagnosis"] == b.axes["diagnosis"] == 1.0 and b.axes["efficiency"] == 1.0 > a.axes["efficiency"]
+    assert b.composite < a.composite  # the rule of docs/scoring.md: history-taking outweighs speed
+    assert a.composite - b.composite > 0.1

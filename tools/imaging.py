@@ -1,5 +1,9 @@
 """Reading medical and ordinary images into a float array with metadata, and CT windowing.
 
+``display_image`` is the one conversion of an image file for display, used by every consumer (the
+HTML report, the images a vision doctor is shown, the segmentation tool's overlays go through
+``load_image`` and ``display_grey`` too).
+
 DICOM goes through pydicom (modality LUT / rescale to Hounsfield units for CT, pixel spacing in mm,
 middle frame of a multi-frame object, colour to grey); PNG, JPEG, TIFF and BMP through Pillow (no
 physical spacing). Also: CT windowing and display, mask overlays, PNG writing, ground-truth masks
@@ -104,6 +108,13 @@ def _load_dicom(path: Path) -> LoadedImage:
     rgb = None
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     info["photometric"] = photometric
+    if photometric == "PALETTE COLOR":  # indexes into the file's colour table
+        from pydicom.pixels import apply_color_lut
+
+        array = apply_color_lut(np.asarray(array), ds)
+        if array.dtype != np.uint8:  # 16-bit table entries
+            array = np.rint(array / 257.0).astype(np.uint8)
+        samples = 3
     if samples > 1:  # pydicom 3 already returns YBR data converted to RGB
         top = float(2 ** int(ds.get("BitsStored", 8)) - 1)
         rgb = _to_uint8_rgb(np.asarray(array), top)
@@ -126,10 +137,13 @@ def _load_dicom(path: Path) -> LoadedImage:
         from pydicom.pixels import apply_modality_lut
 
         pixels = np.asarray(apply_modality_lut(np.asarray(array), ds), dtype=np.float64)
-    if photometric == "MONOCHROME1" and units != "HU":
-        pixels = pixels.max() + pixels.min() - pixels  # show low values dark, like MONOCHROME2
-        info["inverted"] = True
     window = _dicom_window(ds)
+    if photometric == "MONOCHROME1" and units != "HU":
+        top = pixels.max() + pixels.min()
+        pixels = top - pixels  # show low values dark, like MONOCHROME2
+        if window is not None:  # the VOI window, mirrored with the values: it shows the same tissue
+            window = (top - window[0], window[1])
+        info["inverted"] = True
     return LoadedImage(pixels, str(path), "dicom", modality, _dicom_spacing(ds, info), units, window, None, info)
 
 
@@ -246,6 +260,16 @@ def display_grey(image: LoadedImage, window: tuple[float, float] | None = None) 
     if high <= low:
         high = low + 1.0
     return np.clip((pixels - low) / (high - low) * 255.0, 0, 255).astype(np.uint8)
+
+
+def display_image(path: str | Path) -> np.ndarray:
+    """A file as it is shown to a person or a vision model (the report, the doctor's images): uint8
+    RGB for colour images, else uint8 grey through the file's VOI window (DICOM; MONOCHROME1 already
+    inverted by ``load_image``), or by its 0.5-99.5 % range without one. ``ToolError`` when unreadable."""
+    image = load_image(path)
+    if image.rgb is not None:
+        return image.rgb
+    return display_grey(image, image.window)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,6 +1,12 @@
 """The clinic: the async core of an episode. The environment owns the patient, the
-measurement agent, the judge, the tools, the ledger and the event log; the doctor is
+measurement agent, the judge, the tools, the ledger and the episode's record; the doctor is
 outside it and only sends actions.
+
+The record (``clinic.record``, an ``EpisodeRecord``) is the hub: the clinic appends one typed
+event per turn (findings, tool calls, disclosures, images, model calls) and sets the outcome,
+the verdict and the scores on it; every consumer (the runner, the report, ``rescore``) reads the
+record and nothing else. ``reset`` starts a fresh record; the clinic's state exists from
+``__init__`` on.
 
 Images: every step's ``info["images"]`` (and the event's ``images``) lists the images that
 came back with it, as dicts with ``id``, ``modality``, ``asset``, ``path`` (the local file,
@@ -10,31 +16,33 @@ unavailable, ``reason`` (remote assets, missing files). The image policy decides
 brief, in ``reset``'s info, the brief listing them; requesting them later still works).
 
 Reward: 0 on every step but the last; when the episode ends (a diagnosis, or a budget used up)
-it is scored on every axis (``agentclinic.scoring``) and the reward is the weighted composite
-(``weights``). The final ``info`` has ``axes`` (axis -> value in [0, 1] or None), ``composite``
-and ``scores`` (the evidence), so RL code can weight the axes itself.
+it is scored by ``agentclinic.scoring.score_episode`` on the record, and the reward is the weighted
+composite (``weights``; 0 without a diagnosis). The final ``info`` has ``axes`` (axis -> value in
+[0, 1] or None), ``composite`` and ``scores`` (the ``Scores``, with the evidence), so RL code can
+weight the axes itself. Every ``info`` names the ``embedder`` the agents match text with.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from agentclinic.agents.base import Judge, Measurement, Patient, Verdict
+from agentclinic.agents.base import Finding, Judge, Measurement, Patient
+from agentclinic.agents.embeddings import embedders_used
 from agentclinic.backends.base import CALL_LOG
 from agentclinic.env.actions import (
     Action, ActionError, Ask, CallTool, Diagnose, Examine, OrderTests, RequestImage, parse_action, raw_output)
 from agentclinic.env.ledger import Budget, Ledger
 from agentclinic.errors import AgentClinicError, ConfigError, ScenarioError
-from agentclinic.runs.record import Event
+from agentclinic.runs.record import EpisodeRecord, Event, ToolCall
 from agentclinic.scenario.assets import check_asset, resolve_asset
 from agentclinic.scenario.loaders import source_of
 from agentclinic.scenario.prices import PriceTable, price_table
 from agentclinic.scenario.schema import Image, Scenario
 from agentclinic.scoring.rewards import ScoreWeights, score_episode
-from agentclinic.scoring.state import EpisodeState
 
 from agentclinic.tools import ToolArgumentError, ToolContext, ToolError
 from agentclinic.tools.registry import prepare_call, run_tool
@@ -100,34 +108,47 @@ class Clinic:
         self.tool_model = tool_model  # a ChatModel for model-backed tools (the report checker), or None
         self.weights = ScoreWeights.parse(weights)  # the composite reward's axis weights
         self.rubric_model = rubric_model  # grades communication; None: the judge's model, if it has one
-        self.scores: dict | None = None
         self.scenario: Scenario | None = None
-        self.upfront_images: list[dict] = []
         self.out_dir: Path | None = None
+        self.ledger = Ledger(budget=self.budget, price_table=self.prices.version)
+        self.record = EpisodeRecord(scenario_id="")  # the episode's record; a fresh one at every reset
+        self.done = True  # no episode in play until reset
+        self._embedder: str | None = None
+
+    @property
+    def embedder(self) -> str | None:
+        """The sentence embedder the environment's agents match text with (name@version or "lexical"), or
+        None when none uses one; loading it fails loudly (``agentclinic.agents.embeddings``)."""
+        if self._embedder is None:
+            self._embedder = embedders_used({"patient": self.patient, "measurement": self.measurement,
+                                             "judge": self.judge})
+        return self._embedder
 
     def reset(self, scenario: Scenario, seed: int | None = None, out_dir: Path | None = None) -> tuple[str, dict]:
-        """Start an episode; ``out_dir`` is where tools write their files (overlays), a temporary folder if None."""
-        self.scenario, self.seed, self.out_dir = scenario, seed, out_dir
+        """Start an episode with a fresh record; ``out_dir`` is where tools write their files (overlays), a
+        temporary folder if None."""
+        self.record = EpisodeRecord(scenario_id=scenario.id, scenario_hash=scenario_hash(scenario),
+                                    specialty=scenario.specialty, seed=seed, max_turns=self.budget.turns,
+                                    price_table=self.prices.version)
+        self.scenario, self.out_dir, self.done = scenario, out_dir, True
+        self.ledger = Ledger(budget=self.budget, price_table=self.prices.version)
+        self.record.embedder = self.embedder
         self.patient.reset(scenario, seed)
         self.measurement.reset(scenario, seed)
-        self.ledger = Ledger(budget=self.budget, price_table=self.prices.version)
-        self.events: list[Event] = []
         self.done = False
-        self.outcome: str | None = None
-        self.truncated_by: str | None = None
-        self.diagnosis: Diagnose | None = None
-        self.verdict: Verdict | None = None
-        self.scores = None
-        self.disclosed: list[tuple[int, str]] = []
+        if (bias := self._patient_bias()) is not None:
+            self.record.extra["biases"] = {"patient": bias}
         brief = scenario.doctor_brief
         if any(image.remote for image in scenario.images):
             brief += " (Note: this case's images are remote and unavailable offline; it runs text-only.)"
-        self.upfront_images = []
-        if self.image_policy == "upfront" and scenario.images:
-            self.upfront_images = [self.image_info(image) for image in scenario.images]
-            brief += "\n\n" + self._image_lines(scenario.images, self.upfront_images)
+        upfront: list[dict] = []
+        if self.image_policy == "upfront":
+            upfront = [self.image_info(image) for image in scenario.images]
+            self.record.extra |= {"image_policy": self.image_policy, "images_upfront": upfront}
+            if upfront:
+                brief += "\n\n" + self._image_lines(scenario.images, upfront)
         info = self._info()
-        info["images"] = list(self.upfront_images)
+        info["images"] = list(upfront)
         return brief, info
 
     def image_info(self, image: Image) -> dict:
@@ -143,7 +164,7 @@ class Clinic:
             lines.append(f"- {image.id} ({image.modality}): {note}. {image.description or 'No report.'}")
         return "Images:\n" + "\n".join(lines)
 
-    def bias_record(self) -> dict | None:
+    def _patient_bias(self) -> dict | None:
         """The patient's biases this episode: as applied by an LLM patient, or configured but ignored."""
         applied = getattr(self.patient, "bias_info", None)
         if applied:
@@ -157,27 +178,29 @@ class Clinic:
         return None
 
     def _info(self, event: Event | None = None) -> dict:
-        return {"scenario": self.scenario.id if self.scenario else None, "turn": self.ledger.turns,
-                "ledger": self.ledger.snapshot(), "outcome": self.outcome, "truncated_by": self.truncated_by,
-                "action": event.action["type"] if event and event.action else None,
-                "error": event.error if event else None,
-                "verdict": self.verdict.model_dump() if self.verdict else None,
-                "images": list(event.images) if event else [],
-                **({"axes": dict(self.scores["axes"]), "composite": self.scores["composite"], "scores": self.scores}
-                   if self.scores is not None and event is not None else {})}
+        record = self.record
+        info = {"scenario": record.scenario_id or None, "turn": self.ledger.turns, "ledger": self.ledger.snapshot(),
+                "outcome": record.outcome, "truncated_by": record.truncated_by,
+                "action": event.kind if event else None, "error": event.error if event else None,
+                "verdict": record.verdict.model_dump() if record.verdict else None,
+                "images": list(event.images) if event else [], "embedder": record.embedder or "none"}
+        if record.scores is not None and event is not None:
+            info |= {"axes": dict(record.scores.axes), "composite": record.scores.composite, "scores": record.scores}
+        return info
 
     async def step(self, message: object, doctor_ms: float = 0.0,
-                   doctor_calls: list[dict] | None = None) -> StepResult:
+                   doctor_calls: list[dict] | None = None, fallback: str | None = None) -> StepResult:
         """Apply one doctor output (anything: see ``parse_action``); every call costs a turn and records one
         event, a malformed one too (an ``Error: ...`` observation; the event keeps the output, JSON-safe).
 
-        ``doctor_calls`` are the model calls the doctor made to choose this action (for the record).
+        ``doctor_calls`` are the model calls the doctor made to choose this action, and ``fallback`` why the
+        doctor's own fallback rather than its model chose it (for the record; None: it did not).
         """
-        if self.scenario is None or self.done:
+        if self.done:
             raise AgentClinicError("the episode is over (or never started): call reset() first")
         started = time.perf_counter()
         self.ledger.turns += 1
-        event = Event(turn=self.ledger.turns, doctor=raw_output(message), observation="")
+        event = Event(turn=self.ledger.turns, doctor=raw_output(message), observation="", fallback=fallback)
         reward, terminated = 0.0, False
         calls: list[dict] = list(doctor_calls or [])
         token = CALL_LOG.set(calls)
@@ -191,47 +214,89 @@ class Clinic:
         finally:
             CALL_LOG.reset(token)
         event.model_calls = calls
+        record = self.record
         truncated = False
-        if not terminated and self.truncated_by is None and self.ledger.turns_left == 0:
-            self.truncated_by = "turns"
-        if self.truncated_by and not terminated:
-            truncated, self.outcome = True, "no-diagnosis"
-            event.observation += f"\nThe consultation is over: the {self.truncated_by.replace('_', ' ')} budget is used up."
+        if not terminated and record.truncated_by is None and self.ledger.turns_left == 0:
+            record.truncated_by = "turns"
+        if record.truncated_by and not terminated:
+            truncated, record.outcome = True, "no-diagnosis"
+            event.observation += (f"\nThe consultation is over: the {record.truncated_by.replace('_', ' ')} "
+                                  "budget is used up.")
         self.done = terminated or truncated
         event.ledger = self.ledger.snapshot()
         event.env_ms = (time.perf_counter() - started) * 1000
         event.doctor_ms = doctor_ms
-        self.events.append(event)
+        self._append(event)
         if self.done:
-            reward = await self._finish(calls)
+            reward = await self._score(calls)
             event.env_ms = (time.perf_counter() - started) * 1000
         return StepResult(event.observation, reward, terminated, truncated, self._info(event))
 
-    async def _finish(self, calls: list[dict]) -> float:
-        """Score the ended episode (every axis and the composite, ``self.scores``); the composite is the
-        terminal reward. A grading model's calls go into the last event's ``calls``."""
-        model = self.rubric_model or getattr(self.judge, "model", None)
+    def _append(self, event: Event) -> None:
+        """Add a turn's event to the record, and the ledger's totals."""
+        record = self.record
+        record.events.append(event)
+        record.turns, record.tests = self.ledger.turns, self.ledger.tests
+        record.tool_calls, record.cost = self.ledger.tool_calls, self.ledger.cost
+
+    async def _score(self, calls: list[dict]) -> float:
+        """Score the record (``agentclinic.scoring.score_episode``); the composite is the terminal reward. A
+        grading model's calls go into ``calls`` (the last event's)."""
+        grader = self.rubric_model or getattr(self.judge, "model", None)
         settings = getattr(self.judge, "settings", None) if self.rubric_model is None else None
         token = CALL_LOG.set(calls)
         try:
-            self.scores = await score_episode(self.scenario, EpisodeState.from_clinic(self), self.weights,
-                                              rule_judge=self.judge, prices=self.prices, rubric_model=model,
-                                              rubric_settings=settings)
+            scores = await score_episode(self.scenario, self.record, self.weights, judge=self.judge,
+                                         prices=self.prices, grader=grader, grader_settings=settings)
         finally:
             CALL_LOG.reset(token)
-        return self.scores["composite"]
+        self.record.scores, self.record.reward = scores, scores.composite
+        return scores.composite
+
+    async def rate(self) -> list[dict]:
+        """After the episode: the patient's ratings of the consultation into ``record.patient_ratings`` (None
+        for patients that give none, e.g. scripted; a failure is recorded there, never raised). Returns the
+        model calls they took."""
+        from agentclinic.scoring.ratings import patient_ratings
+
+        calls: list[dict] = []
+        token = CALL_LOG.set(calls)
+        try:
+            ratings = await patient_ratings(self.patient)
+        except Exception as exc:  # noqa: BLE001 - the episode is already played; keep it
+            model = getattr(getattr(self.patient, "model", None), "name", None)
+            ratings = {"simulated": True, "model": model, "error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            CALL_LOG.reset(token)
+        if ratings is not None and calls:
+            ratings = ratings | {"model_calls": calls}
+        self.record.patient_ratings = ratings
+        return calls
+
+    async def fail(self, error: str) -> EpisodeRecord:
+        """End the episode in play as an error (the doctor or an agent raised): the record keeps every turn
+        played and is scored like any other (no diagnosis credit); a failure to score leaves it unscored."""
+        record = self.record
+        self.done = True
+        record.outcome, record.error, record.correct = "error", error, False
+        try:
+            await self._score([])
+        except Exception as exc:  # noqa: BLE001 - the episode already failed; keep its record
+            record.scores, record.reward = None, 0.0
+            record.error += f"\n(not scored: {type(exc).__name__}: {exc})"
+        return record
 
     async def _apply(self, action: Action, event: Event) -> tuple[str, float, bool]:
         turn = self.ledger.turns
         if isinstance(action, Ask):
             reply = await self.patient.reply(action.text, turn)
-            new = [f for f in reply.disclosed if f not in {d for _, d in self.disclosed}]
-            self.disclosed += [(turn, f) for f in new]
+            known = {d for _, d in self.record.disclosed}
+            self.record.disclosed += [(turn, f) for f in reply.disclosed if f not in known]
             event.disclosed = reply.disclosed
             return f"Patient: {reply.text}", 0.0, False
         if isinstance(action, Examine):
             findings = await self.measurement.examine(action.system)
-            event.findings = [f.model_dump() for f in findings]
+            event.findings = [_finding(f) for f in findings]
             lines = [f"- {f.name + ': ' if f.name else ''}{f.result}" for f in findings]
             return "Examination:\n" + "\n".join(lines), 0.0, False
         if isinstance(action, OrderTests):
@@ -241,11 +306,11 @@ class Clinic:
                 if finding.available:
                     price = self.prices.price_of(finding.price_code, finding.group) if finding.name else 0.0
                     if over := self.ledger.over_budget_if(tests=1, money=price):
-                        self.truncated_by = over
+                        self.record.truncated_by = over
                         lines.append(f"- {request}: not done, the {over.replace('_', ' ')} budget is used up")
                         break
                     self.ledger.charge_test(finding.name or request, price)
-                event.findings.append(finding.model_dump())
+                event.findings.append(_finding(finding))
                 lines.append(f"- {finding.name or request}: {finding.result}")
             return "Test results:\n" + "\n".join(lines), 0.0, False
         if isinstance(action, RequestImage):
@@ -260,30 +325,41 @@ class Clinic:
         if isinstance(action, CallTool):
             return await self._call_tool(action, event), 0.0, False
         assert isinstance(action, Diagnose)
-        self.diagnosis = action
-        self.verdict = await self.judge.judge(action.primary, self.scenario)
-        self.outcome = "correct" if self.verdict.correct else "incorrect"
-        return f"Diagnosis recorded: {action.primary}", float(self.verdict.correct), True
+        verdict = await self.judge.judge(action.primary, self.scenario)
+        self.record.diagnosis, self.record.differential = action.primary, list(action.differential)
+        self.record.verdict, self.record.correct = verdict, verdict.correct
+        self.record.outcome = "correct" if verdict.correct else "incorrect"
+        return f"Diagnosis recorded: {action.primary}", float(verdict.correct), True
 
     def tool_context(self) -> ToolContext:
         """What a tool sees: the case's images (local paths, masks) and the results received so far."""
-        reports = {f["name"]: f["result"] for e in self.events for f in e.findings if f.get("available") and f.get("name")}
+        reports = {f.name: f.result for e in self.record.events for f in e.findings if f.available and f.name}
         return tool_context(self.scenario, reports, out_dir=self.out_dir, model=self.tool_model)
 
     async def _call_tool(self, action: CallTool, event: Event) -> str:
         """Run an expert tool; its call, arguments, result or error and time go into ``event.tool``.
         A call with an unknown name or invalid arguments is an error observation and is not charged."""
-        event.tool = {"name": action.name, "arguments": action.arguments}
+        call = event.tool = ToolCall(name=action.name, arguments=action.arguments)
         try:
             tool, arguments = prepare_call(action.name, action.arguments)
             if over := self.ledger.over_budget_if(tool_calls=1):
-                self.truncated_by = over
-                event.tool["error"] = f"not run: the {over.replace('_', ' ')} budget is used up"
+                self.record.truncated_by = over
+                call.error = f"not run: the {over.replace('_', ' ')} budget is used up"
                 return f"Tool {action.name}: not run, the {over.replace('_', ' ')} budget is used up"
             self.ledger.charge_tool(action.name)
             result, seconds = await run_tool(tool, arguments, self.tool_context())
         except ToolError as exc:
-            event.tool |= {"error": str(exc), "invalid_arguments": isinstance(exc, ToolArgumentError)}
+            call.error, call.invalid_arguments = str(exc), isinstance(exc, ToolArgumentError)
             raise ActionError(str(exc)) from exc
-        event.tool |= {"text": result.text, "data": result.data, "images": result.images, "seconds": round(seconds, 4)}
+        call.text, call.data, call.images, call.seconds = result.text, result.data, result.images, round(seconds, 4)
         return f"Tool {action.name}: {result.text}"
+
+
+def _finding(finding: Finding) -> Finding:
+    """A measurement answer as the record keeps it (a subclass's extra fields folded into ``Finding``)."""
+    return finding if type(finding) is Finding else Finding.model_validate(finding.model_dump())
+
+
+def scenario_hash(scenario: Scenario) -> str:
+    """A short hash of a scenario's content, recorded with each episode (``rescore`` checks it)."""
+    return hashlib.sha256(scenario.model_dump_json().encode()).hexdigest()[:16]

@@ -9,10 +9,11 @@ errors, the images that came with the step (local paths; see ``agentclinic.env.c
 the end, the judge's verdict and the scores.
 
 Reward: 0 until the episode ends; then the weighted composite of every scoring axis
-(``weights=``, default ``agentclinic.scoring.DEFAULT_WEIGHTS``; diagnosis dominates). The final
-``info`` carries ``axes`` (every axis, value in [0, 1], NaN where the case leaves it undefined) and
-``composite``; the evidence is in ``env.unwrapped.clinic.scores``. ``RewardWeights(env, weights)``
-re-weights the terminal reward from ``info``;
+(``weights=``, default: each axis's default weight, ``agentclinic.scoring.default_weights()``; diagnosis
+dominates), 0 for an episode that ends without a diagnosis. The final ``info`` carries ``axes`` (every
+axis, value in [0, 1], NaN where the case leaves it undefined) and ``composite``; the evidence is in
+``env.unwrapped.clinic.record.scores``, and ``info["embedder"]`` names the embedder the agents match text
+with. ``RewardWeights(env, weights)`` re-weights the terminal reward from ``info``;
 ``RewardWeights(env, {"diagnosis": 1})`` gives the plain 1 / 0 for a correct / wrong diagnosis
 (0.5 narrower, 0.25 broader).
 
@@ -74,7 +75,7 @@ def model_clinic(*, patient: str = "scripted", measurement: str = "scripted", ju
 
 def batchable(info: dict) -> dict:
     """``info`` as vector envs can stack it: no ``verdict`` until there is one and no empty verdict
-    fields, undefined axes as NaN, the scores' evidence left out (it is on ``clinic.scores``)."""
+    fields, undefined axes as NaN, the scores' evidence left out (it is on ``clinic.record.scores``)."""
     info = dict(info)
     verdict = info.pop("verdict", None)
     if verdict is not None:
@@ -150,6 +151,6 @@ class RewardWeights(gym.Wrapper):
     def step(self, action):
         observation, reward, terminated, truncated, info = self.env.step(action)
         if (terminated or truncated) and info.get("axes") is not None:
-            reward = composite(info["axes"], self.weights)
+            reward = composite(info["axes"], self.weights, diagnosed=info.get("outcome") in ("correct", "incorrect"))
             info = {**info, "reweighted": reward}
         return observation, reward, terminated, truncated, info

@@ -4,17 +4,18 @@
 ``print_report`` prints the tables, one column per run; ``report_html.write_html`` renders the
 same figures as one self-contained HTML page.
 
-Accuracy, top-k and the means of turns, tests, cost and tool calls are taken over the episodes
-that finished without an error (as ``summary.json`` does); errors are counted and listed apart.
-Axes are whatever ``record.scores["axes"]`` holds, the union over the records; an axis that is
-``None`` for an episode (not applicable) is left out of that axis's mean.
+Accuracy, top-k and the means of turns, tests, cost, tool calls and the composite are taken over
+all the episodes, as ``summary.json`` does: an error or a budget cut-off is an episode without a
+diagnosis and counts as a miss. The accuracy over the episodes that did not fail is shown beside
+it as "accuracy excluding errors"; errors are also listed apart. Axes are whatever
+``record.scores.axes`` holds, the union over the records; an axis that is ``None`` for an
+episode (not applicable) is left out of that axis's mean.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -24,9 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.table import Table
 
+from agentclinic.agents.base import LEVEL_RANK
 from agentclinic.errors import AgentClinicError
-from agentclinic.runs.record import EpisodeRecord
+from agentclinic.runs.record import EpisodeRecord, Scores
 from agentclinic.runs.writer import RunFolderError, RunWriter
+from agentclinic.scoring.summary import judge_disagreements
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 
@@ -96,7 +99,8 @@ class RunStats(BaseModel):
     name: str
     doctor: str | None = None
     episodes: int = 0
-    accuracy: Rate = Field(default_factory=Rate)
+    accuracy: Rate = Field(default_factory=Rate)  # over all the episodes
+    accuracy_excluding_errors: Rate = Field(default_factory=Rate)
     top_k: dict[int, Rate] = Field(default_factory=dict)
     axes: dict[str, AxisMean] = Field(default_factory=dict)
     composite: AxisMean = Field(default_factory=AxisMean)
@@ -104,6 +108,8 @@ class RunStats(BaseModel):
     mean_tests: float | None = None
     mean_cost: float | None = None
     mean_tool_calls: float | None = None
+    fallbacks: int = 0  # actions a doctor's fallback chose instead of its model
+    judge_disagreements: int | None = None  # episodes the model and rule judges call differently; None: no model
     outcomes: dict[str, int] = Field(default_factory=dict)
     errors: list[ErrorRow] = Field(default_factory=list)
     by_specialty: dict[str, Rate] = Field(default_factory=dict)
@@ -151,26 +157,11 @@ def load_runs(folders: Sequence[str | Path]) -> list[Run]:
 
 # ---------------------------------------------------------------------------------------------- figures
 
-_TOP = re.compile(r"^top[_\-]?(\d+)(?:[_\-]?(?:correct|hit|match))?$", re.I)
-
-
-def top_k_hits(scores: dict[str, Any]) -> dict[int, bool]:
-    """``{k: hit}`` from ``scores["diagnosis"]``: keys like ``top_1``/``top3``, or a ``top_k`` mapping whose
-    keys are ``1`` or ``top1``."""
-    diagnosis = scores.get("diagnosis") if isinstance(scores, dict) else None
-    if not isinstance(diagnosis, dict):
+def top_k_hits(scores: Scores | None) -> dict[int, bool]:
+    """``{k: hit}`` from a record's scores (``{}`` when it has none)."""
+    if scores is None:
         return {}
-    hits: dict[int, bool] = {}
-    for key, value in diagnosis.items():
-        match = _TOP.match(str(key))
-        if match and isinstance(value, (bool, int, float)):
-            hits[int(match.group(1))] = bool(value)
-        elif re.fullmatch(r"top[_\-]?k", str(key), re.I) and isinstance(value, dict):
-            for k, v in value.items():
-                inner = re.fullmatch(r"(?:top[_\-]?)?(\d+)", str(k), re.I)
-                if inner and isinstance(v, (bool, int, float)):
-                    hits[int(inner.group(1))] = bool(v)
-    return hits
+    return {int(key.removeprefix("top")): bool(hit) for key, hit in scores.diagnosis.top_k.items()}
 
 
 def bias_keys(record: EpisodeRecord) -> list[str]:
@@ -187,8 +178,7 @@ def bias_keys(record: EpisodeRecord) -> list[str]:
 
 
 def _axes(record: EpisodeRecord) -> dict[str, Any]:
-    axes = record.scores.get("axes") if isinstance(record.scores, dict) else None
-    return axes if isinstance(axes, dict) else {}
+    return dict(record.scores.axes) if record.scores is not None else {}
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -204,7 +194,7 @@ def _number(value: Any) -> float | None:
 def run_stats(run: Run) -> RunStats:
     """Figures for one run (see the module doc for what is averaged over what)."""
     records = run.records
-    ok = [r for r in records if r.outcome != "error"]
+    scored = any(r.scores is not None for r in records)  # else an older run without scores: no top-k, no composite
     stats = RunStats(name=run.name, episodes=len(records),
                      doctor=run.config.get("doctor") or (records[0].doctor if records else None))
     stats.outcomes = dict(Counter(r.outcome for r in records))
@@ -214,40 +204,42 @@ def run_stats(run: Run) -> RunStats:
             if name not in axis_names:
                 axis_names.append(name)
     stats.axis_values = {name: [] for name in axis_names}
+    ks = sorted({k for r in records for k in top_k_hits(r.scores)})
     composites: list[float] = []
-    for r in ok:
+    for r in records:
         stats.accuracy.add(r.correct)
-        for k, hit in top_k_hits(r.scores).items():
-            stats.top_k.setdefault(k, Rate()).add(hit)
+        if r.outcome != "error":
+            stats.accuracy_excluding_errors.add(r.correct)
+        hits = top_k_hits(r.scores)
+        for k in ks:
+            stats.top_k.setdefault(k, Rate()).add(hits.get(k, False))
         stats.by_specialty.setdefault(r.specialty or "unknown", Rate()).add(r.correct)
         for key in bias_keys(r):
             stats.by_bias.setdefault(key, Rate()).add(r.correct)
-        level = (r.verdict or {}).get("level") or "none"
+        level = r.verdict.level if r.diagnosed else "none"
         stats.match_levels[level] = stats.match_levels.get(level, 0) + 1
         for name, value in _axes(r).items():
             number = _number(value)
             if number is not None:
                 stats.axis_values[name].append(number)
-        composite = _number(r.scores.get("composite"))
-        if composite is not None:
-            composites.append(composite)
+        if scored:
+            composites.append(r.scores.composite if r.scores is not None else 0.0)
         stats.turns.append(r.turns)
+        stats.fallbacks += r.fallbacks
     stats.top_k = dict(sorted(stats.top_k.items()))
     stats.by_specialty = dict(sorted(stats.by_specialty.items()))
     stats.by_bias = dict(sorted(stats.by_bias.items(), key=lambda kv: (kv[0] != "none", kv[0])))
-    stats.match_levels = dict(sorted(stats.match_levels.items(), key=lambda kv: _LEVEL_ORDER.get(kv[0], 9)))
+    stats.match_levels = dict(sorted(stats.match_levels.items(), key=lambda kv: LEVEL_RANK.get(kv[0], 9)))
     stats.axes = {name: AxisMean(mean=_mean(v), n=len(v)) for name, v in stats.axis_values.items()}
     stats.composite = AxisMean(mean=_mean(composites), n=len(composites))
-    stats.mean_turns = _mean([r.turns for r in ok])
-    stats.mean_tests = _mean([r.tests for r in ok])
-    stats.mean_cost = _mean([r.cost for r in ok])
-    stats.mean_tool_calls = _mean([r.tool_calls for r in ok])
+    stats.mean_turns = _mean([r.turns for r in records])
+    stats.mean_tests = _mean([r.tests for r in records])
+    stats.mean_cost = _mean([r.cost for r in records])
+    stats.mean_tool_calls = _mean([r.tool_calls for r in records])
+    stats.judge_disagreements = judge_disagreements(records)
     stats.errors = [ErrorRow(episode=r.episode, scenario_id=r.scenario_id, message=first_line(r.error))
                     for r in records if r.outcome == "error" or r.error]
     return stats
-
-
-_LEVEL_ORDER = {"exact": 0, "synonym": 1, "broader": 2, "narrower": 3, "wrong": 4, "none": 5}
 
 
 def first_line(text: str | None) -> str:
@@ -284,6 +276,7 @@ def summary_rows(stats: Sequence[RunStats]) -> list[tuple[str, list[str]]]:
         ("doctor", [s.doctor or "-" for s in stats]),
         ("episodes", [str(s.episodes) for s in stats]),
         ("accuracy [95% CI]", [fmt_rate(s.accuracy) for s in stats]),
+        ("accuracy excluding errors [95% CI]", [fmt_rate(s.accuracy_excluding_errors) for s in stats]),
     ]
     for k in sorted({k for s in stats for k in s.top_k}):
         rows.append((f"top-{k} [95% CI]", [fmt_rate(s.top_k.get(k)) for s in stats]))
@@ -298,6 +291,8 @@ def summary_rows(stats: Sequence[RunStats]) -> list[tuple[str, list[str]]]:
         ("mean tool calls", [fmt_num(s.mean_tool_calls) for s in stats]),
         ("no diagnosis", [str(s.outcomes.get("no-diagnosis", 0)) for s in stats]),
         ("errors", [str(s.outcomes.get("error", 0)) for s in stats]),
+        ("fallback actions", [str(s.fallbacks) for s in stats]),
+        ("judge disagreements (model vs rule)", [fmt_num(s.judge_disagreements, 0) for s in stats]),
     ]
     return rows
 
@@ -320,7 +315,7 @@ def group_rows(stats: Sequence[RunStats], attr: str) -> list[tuple[str, list[str
 
 
 def level_rows(stats: Sequence[RunStats]) -> list[tuple[str, list[str]]]:
-    levels = sorted({lv for s in stats for lv in s.match_levels}, key=lambda lv: _LEVEL_ORDER.get(lv, 9))
+    levels = sorted({lv for s in stats for lv in s.match_levels}, key=lambda lv: LEVEL_RANK.get(lv, 9))
     return [(lv, [str(s.match_levels.get(lv, 0)) for s in stats]) for lv in levels]
 
 
@@ -336,7 +331,8 @@ def _table(title: str, first: str, stats: Sequence[RunStats], rows: list[tuple[s
 
 def print_report(stats: Sequence[RunStats], console: Console) -> None:
     """Print the tables: runs, by specialty, by bias, match levels, errors."""
-    console.print(_table("Runs (accuracy over episodes without an error)", "", stats, summary_rows(stats)))
+    console.print(_table("Runs (accuracy and means over all episodes: an error or a cut-off is a miss)", "", stats,
+                         summary_rows(stats)))
     console.print(_table("Accuracy by specialty [95% CI] (correct/n)", "specialty", stats,
                          group_rows(stats, "by_specialty")))
     console.print(_table("Accuracy by bias [95% CI] (correct/n)", "bias", stats, group_rows(stats, "by_bias")))

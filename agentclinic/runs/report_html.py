@@ -13,11 +13,12 @@ from html import escape
 from pathlib import Path
 from typing import Any, Sequence
 
-from agentclinic.runs.record import EpisodeRecord, Event
+from agentclinic.runs.record import EpisodeRecord, Event, ToolCall
 from agentclinic.runs.report import (
     Run, RunStats, fmt_num, group_rows, level_rows, summary_rows, top_k_hits)
 from agentclinic.runs.report_images import ImageEmbedder
 from agentclinic.runs.report_plots import all_plots
+from agentclinic.scoring.summary import judges_disagree
 
 JSON_LIMIT = 4000  # characters of a JSON blob (tool data, score details) shown before it is cut
 
@@ -91,7 +92,7 @@ def _table(stats: Sequence[RunStats], first: str, rows: list[tuple[str, list[str
 
 
 _CONFIG_KEYS = ("doctor", "patient", "measurement", "judge", "patient_bias", "doctor_bias", "image_policy",
-                "episodes", "seed", "max_turns", "max_tests", "max_cost", "scenarios")
+                "episodes", "seed", "max_turns", "max_tests", "max_cost", "scenarios", "embedder")
 
 
 def _runs_table(runs: Sequence[Run]) -> str:
@@ -165,21 +166,20 @@ def _doctor_line(event: Event) -> str:
     return f'<div class="doctor"><b>Doctor [{e(kind)}]:</b> <span class="text">{e(what)}</span></div>'
 
 
-def _tool_block(tool: dict, embedder: ImageEmbedder) -> str:
-    parts = [f"<b>Tool call:</b> {e(tool.get('name'))}"]
-    if tool.get("seconds") is not None:
-        parts.append(f' <span class="note">({e(tool.get("seconds"))} s)</span>')
-    if tool.get("arguments") is not None:
-        parts.append("<div>arguments:</div>" + _json(tool.get("arguments")))
-    if tool.get("invalid_arguments"):
-        parts.append(f'<div class="err">invalid arguments: {e(tool.get("invalid_arguments"))}</div>')
-    if tool.get("error"):
-        parts.append(f'<div class="err">error: {e(tool.get("error"))}</div>')
-    if tool.get("text"):
-        parts.append(f'<div>result:</div><div class="text">{e(tool.get("text"))}</div>')
-    if tool.get("data"):
-        parts.append("<div>data:</div>" + _json(tool.get("data")))
-    parts.append(_images(tool.get("images") or [], embedder))
+def _tool_block(tool: ToolCall, embedder: ImageEmbedder) -> str:
+    parts = [f"<b>Tool call:</b> {e(tool.name)}"]
+    if tool.seconds is not None:
+        parts.append(f' <span class="note">({e(tool.seconds)} s)</span>')
+    parts.append("<div>arguments:</div>" + _json(tool.arguments))
+    if tool.invalid_arguments:
+        parts.append('<div class="err">invalid arguments</div>')
+    if tool.error:
+        parts.append(f'<div class="err">error: {e(tool.error)}</div>')
+    if tool.text:
+        parts.append(f'<div>result:</div><div class="text">{e(tool.text)}</div>')
+    if tool.data:
+        parts.append("<div>data:</div>" + _json(tool.data))
+    parts.append(_images(tool.images, embedder))
     return f'<div class="tool">{"".join(parts)}</div>'
 
 
@@ -189,9 +189,12 @@ def _turn(event: Event, embedder: ImageEmbedder) -> str:
     if event.disclosed:
         parts.append(f'<div class="note">disclosed facts: {e(", ".join(event.disclosed))}</div>')
     if event.findings:
-        parts.append("<details><summary class='note'>findings</summary>" + _json(event.findings) + "</details>")
+        parts.append("<details><summary class='note'>findings</summary>"
+                     + _json([f.model_dump(exclude_none=True) for f in event.findings]) + "</details>")
     if event.error:
         parts.append(f'<div class="err">error: {e(event.error)}</div>')
+    if event.fallback:
+        parts.append(f'<div class="err">chosen by the doctor\'s fallback: {e(event.fallback)}</div>')
     parts.append(_images(event.images, embedder))
     if event.tool:
         parts.append(_tool_block(event.tool, embedder))
@@ -205,34 +208,40 @@ def _facts(pairs: list[tuple[str, Any]]) -> str:
 
 def episode_html(record: EpisodeRecord, embedder: ImageEmbedder) -> str:
     """One ``<details>`` block: the summary line, verdict, scores and the transcript."""
-    verdict = record.verdict or {}
-    level = verdict.get("level") or "none"
+    verdict = record.verdict
+    level = verdict.level if record.diagnosed else "none"
     headline = (f'<span class="badge {e(record.outcome)}">{e(record.outcome)}</span> #{record.episode} '
                 f"{e(record.scenario_id)} <span class='note'>({e(record.specialty or 'unknown')})</span> - "
                 f"{e(repr(record.diagnosis) if record.diagnosis else 'no diagnosis')} [{e(level)}] - "
                 f"{record.turns} turns, {record.tests} tests, {record.tool_calls} tool calls, ${record.cost:.2f}")
     facts = [("diagnosis", e(record.diagnosis)), ("differential", e(", ".join(record.differential))),
-             ("match level", e(level)), ("matched", e(verdict.get("matched"))),
-             ("judge", e(verdict.get("judge"))), ("rule level", e(verdict.get("rule_level"))),
-             ("rationale", e(verdict.get("rationale"))), ("truncated by", e(record.truncated_by)),
+             ("match level", e(level)), ("matched", e(verdict and verdict.matched)),
+             ("judge", e(verdict and verdict.judge)), ("rule level", e(verdict and verdict.rule_level)),
+             ("rationale", e(verdict and verdict.rationale)), ("truncated by", e(record.truncated_by)),
+             ("judges disagree", '<span class="err">yes: the model and rule judges differ on correctness</span>'
+              if judges_disagree(verdict) else None),
+             ("embedder", e(record.embedder)),
+             ("fallback actions", e(record.fallbacks) if record.fallbacks else None),
              ("seed", e(record.seed)), ("seconds", e(f"{record.seconds:.2f}")),
              ("tokens", e(f"{record.prompt_tokens} prompt + {record.completion_tokens} completion")
               if record.prompt_tokens or record.completion_tokens else None),
              ("error", f'<span class="err">{e(record.error)}</span>' if record.error else None)]
-    scores = record.scores or {}
+    scores = record.scores
     hits = top_k_hits(scores)
     if hits:
         facts.append(("top-k", e(", ".join(f"top-{k}: {'yes' if v else 'no'}" for k, v in sorted(hits.items())))))
-    if scores.get("composite") is not None:
-        facts.append(("composite", e(scores.get("composite"))))
+    if scores is not None:
+        facts.append(("composite", e(scores.composite) + (f" <span class='note'>({e(scores.note)})</span>"
+                                                          if scores.note else "")))
     parts = [_facts(facts)]
-    axes = scores.get("axes") if isinstance(scores.get("axes"), dict) else {}
+    axes = scores.axes if scores is not None else {}
     if axes:
         rows = "".join(f"<tr><th>{e(k)}</th><td class='num'>{e('n/a' if v is None else fmt_num(v, 3))}</td></tr>"
                        if isinstance(v, (int, float)) or v is None else f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>"
                        for k, v in axes.items())
         parts.append(f"<table><thead><tr><th>axis</th><th>score</th></tr></thead><tbody>{rows}</tbody></table>")
-    for label, value in (("score details", scores.get("details")), ("diagnosis scores", scores.get("diagnosis")),
+    for label, value in (("score details", scores and scores.details),
+                         ("diagnosis scores", scores and scores.diagnosis.model_dump(exclude_none=True)),
                          ("patient-reported ratings", record.patient_ratings),
                          ("biases", record.extra.get("biases")), ("tool metrics", record.tool_metrics)):
         if value:
@@ -256,8 +265,9 @@ def render_html(runs: Sequence[Run], stats: Sequence[RunStats], *, image_budget:
     plots = "".join(f'<figure><figcaption>{e(title)}</figcaption><img src="{url}" alt="{e(title)}"></figure>'
                     for title, url in all_plots(stats))
     sections = [
-        ("runs", "Runs", _runs_table(runs) + '<p class="note">Accuracy, top-k and means are over the episodes '
-         "that ended without an error; intervals are 95% Wilson score intervals.</p>"
+        ("runs", "Runs", _runs_table(runs) + '<p class="note">Accuracy, top-k and means are over all the episodes '
+         "(an error or a budget cut-off earns no diagnosis credit); accuracy excluding errors is shown beside it. "
+         "Intervals are 95% Wilson score intervals.</p>"
          + _table(stats, "", [row for row in summary_rows(stats) if row[0] != "doctor"])),
         ("plots", "Plots", f'<div class="plots">{plots}</div>' if plots else '<p class="note">Nothing to plot.</p>'),
         ("specialty", "Accuracy by specialty", _table(stats, "specialty", group_rows(stats, "by_specialty"))),

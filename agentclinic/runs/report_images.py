@@ -1,7 +1,7 @@
 """Images for the HTML report: files on disk as capped base64 PNG/JPEG data URLs.
 
-PNG and JPEG files are read with Pillow, DICOM files are rendered with pydicom (VOI LUT or
-min-max windowing, middle slice of a volume); every image is shrunk to ``max_side`` pixels
+PNG and JPEG files are read with Pillow, DICOM files are rendered by the one display conversion
+(``agentclinic.tools.imaging.display_image``); every image is shrunk to ``max_side`` pixels
 and the page stops embedding once ``budget`` bytes of images are in it.
 """
 
@@ -31,30 +31,13 @@ def _is_dicom(path: Path) -> bool:
 
 
 def _dicom_image(path: Path):
-    import numpy as np
-    import pydicom
+    """A DICOM file as every consumer shows it (``agentclinic.tools.imaging.display_image``: modality LUT,
+    the file's VOI window, MONOCHROME1 inverted, the middle frame of a multi-frame object)."""
     from PIL import Image
 
-    ds = pydicom.dcmread(str(path))
-    pixels = ds.pixel_array
-    photometric = str(getattr(ds, "PhotometricInterpretation", "")).upper()
-    try:
-        from pydicom.pixels import apply_color_lut, apply_voi_lut
+    from agentclinic.tools.imaging import display_image
 
-        if photometric == "PALETTE COLOR":
-            pixels = apply_color_lut(pixels, ds)
-        elif photometric.startswith("MONOCHROME"):
-            pixels = apply_voi_lut(pixels, ds)
-    except Exception:  # noqa: BLE001, S110 - no LUT or window in the file, or an older pydicom: min-max below
-        pass
-    pixels = np.asarray(pixels, dtype=np.float64)
-    if pixels.ndim == 3 and pixels.shape[-1] not in (3, 4):
-        pixels = pixels[pixels.shape[0] // 2]  # a volume: its middle slice
-    lo, hi = float(pixels.min()), float(pixels.max())
-    scaled = (pixels - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(pixels)
-    if photometric == "MONOCHROME1":
-        scaled = 255 - scaled
-    return Image.fromarray(scaled.astype(np.uint8))
+    return Image.fromarray(display_image(path))
 
 
 class ImageEmbedder:

@@ -1,4 +1,9 @@
-"""The one episode loop every front end uses, and many episodes at once in one event loop."""
+"""The one episode loop every front end uses, and many episodes at once in one event loop.
+
+The runner plays the doctor against the clinic and reads back the clinic's record (and nothing
+else of the clinic): it adds what only the runner knows (run id, episode number, doctor, timing,
+tokens, the doctor's bias, tool metrics, patient ratings) and hands the record to the writer.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from agentclinic.agents.base import Doctor
+from agentclinic.agents.base import FALLBACK_LOG, Doctor
 from agentclinic.backends.base import CALL_LOG
 from agentclinic.env.clinic import Clinic
-from agentclinic.runs.record import EpisodeRecord
+from agentclinic.runs.record import EpisodeRecord, Event
 from agentclinic.runs.writer import RunWriter
 from agentclinic.scenario.schema import Scenario
 
@@ -57,7 +62,7 @@ def reset_doctor(doctor: Doctor, brief: str, seed: int | None, scenario: Scenari
     return None
 
 
-def tool_metrics(events: Sequence, relevant_tools: Sequence[str]) -> dict:
+def tool_metrics(events: Sequence[Event], relevant_tools: Sequence[str]) -> dict:
     """How the doctor used its tools: calls per tool, calls with invalid arguments, errors, and whether
     each tool the case calls for was used before the diagnosis (None when the case names none)."""
     calls: dict[str, int] = {}
@@ -66,12 +71,12 @@ def tool_metrics(events: Sequence, relevant_tools: Sequence[str]) -> dict:
     for event in events:
         tool = event.tool
         if tool:
-            calls[tool["name"]] = calls.get(tool["name"], 0) + 1
-            invalid += bool(tool.get("invalid_arguments"))
-            errors += bool(tool.get("error")) and not tool.get("invalid_arguments")
-            if not tool.get("error"):
-                used_before.add(tool["name"])
-        if event.action and event.action.get("type") == "diagnose":
+            calls[tool.name] = calls.get(tool.name, 0) + 1
+            invalid += tool.invalid_arguments
+            errors += bool(tool.error) and not tool.invalid_arguments
+            if not tool.error:
+                used_before.add(tool.name)
+        if event.kind == "diagnose":
             break
     return {"calls": dict(sorted(calls.items())), "total": sum(calls.values()), "invalid_arguments": invalid,
             "errors": errors, "relevant": list(relevant_tools),
@@ -81,86 +86,57 @@ def tool_metrics(events: Sequence, relevant_tools: Sequence[str]) -> dict:
 async def play_episode(clinic: Clinic, doctor: Doctor, scenario: Scenario, *, seed: int | None,
                        run_id: str = "", episode: int = 0, doctor_name: str = "",
                        doctor_biases: Sequence[str] = (), out_dir: Path | None = None) -> EpisodeRecord:
-    """Play one episode to its end; any failure is recorded in the result, never raised.
+    """Play one episode to its end and return its record; any failure is recorded in it, never raised
+    (the record keeps the turns played before the failure, and is scored with no diagnosis credit).
 
     ``out_dir`` is where the episode's tools write files (overlays); a temporary folder when None.
 
     The images that come with an observation (``info["images"]``: with the brief under the
     'upfront' policy, after a request otherwise) are passed to ``doctor.act(observation, images=...)``.
+    The reasons a doctor gives for fallback actions (``agentclinic.agents.base.note_fallback``) go into
+    each event's ``fallback``.
     """
     started, started_at = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
     doctor_seconds = 0.0
-    error = None
-    extra: dict = {}
+    doctor_bias = None
+    rating_calls: list[dict] = []
     try:
         observation, info = clinic.reset(scenario, seed, out_dir=out_dir)
-        biases = {"patient": clinic.bias_record() if hasattr(clinic, "bias_record") else None,
-                  "doctor": reset_doctor(doctor, observation, seed, scenario, doctor_biases)}
-        if any(biases.values()):
-            extra["biases"] = {k: v for k, v in biases.items() if v}
-        if getattr(clinic, "image_policy", "on-request") != "on-request":
-            extra["image_policy"] = clinic.image_policy
-            extra["images_upfront"] = list(info.get("images") or [])
+        doctor_bias = reset_doctor(doctor, observation, seed, scenario, doctor_biases)
         images = info.get("images") or None
         while True:
             t0 = time.perf_counter()
             calls: list[dict] = []
-            token = CALL_LOG.set(calls)
+            fallbacks: list[str] = []
+            tokens = CALL_LOG.set(calls), FALLBACK_LOG.set(fallbacks)
             try:
                 action = await doctor_act(doctor, observation, images)
             finally:
-                CALL_LOG.reset(token)
+                CALL_LOG.reset(tokens[0])
+                FALLBACK_LOG.reset(tokens[1])
             spent = time.perf_counter() - t0
             doctor_seconds += spent
-            result = await clinic.step(action, doctor_ms=spent * 1000, doctor_calls=calls)
+            result = await clinic.step(action, doctor_ms=spent * 1000, doctor_calls=calls,
+                                       fallback="; ".join(fallbacks) or None)
             observation, images = result.observation, result.info.get("images") or None
             if result.terminated or result.truncated:
                 break
     except Exception as exc:  # noqa: BLE001 - a failed episode is recorded and the run goes on
-        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
-    ledger = getattr(clinic, "ledger", None)
-    scores = getattr(clinic, "scores", None) if error is None else None
-    ratings, rating_calls = await collect_ratings(getattr(clinic, "patient", None)) if error is None else (None, [])
-    calls = [c for e in getattr(clinic, "events", []) for c in e.model_calls] + rating_calls
-    verdict = clinic.verdict if error is None else None
-    diagnosis = getattr(clinic, "diagnosis", None)
-    return EpisodeRecord(
-        run_id=run_id, episode=episode, scenario_id=scenario.id, specialty=scenario.specialty, seed=seed,
-        doctor=doctor_name, outcome="error" if error else clinic.outcome or "no-diagnosis",
-        truncated_by=getattr(clinic, "truncated_by", None),
-        diagnosis=diagnosis.primary if diagnosis else None,
-        differential=diagnosis.differential if diagnosis else [],
-        verdict=verdict.model_dump() if verdict else None,
-        reward=float(scores["composite"]) if scores else 0.0, correct=bool(verdict and verdict.correct),
-        turns=ledger.turns if ledger else 0, tests=ledger.tests if ledger else 0,
-        tool_calls=ledger.tool_calls if ledger else 0, cost=ledger.cost if ledger else 0.0,
-        disclosed=list(getattr(clinic, "disclosed", [])), events=list(getattr(clinic, "events", [])),
-        started_at=started_at, seconds=round(time.perf_counter() - started, 4),
-        doctor_seconds=round(doctor_seconds, 4), error=error,
+        await clinic.fail(f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+    else:
+        rating_calls = await clinic.rate()
+    record = clinic.record
+    calls = [c for e in record.events for c in e.model_calls] + rating_calls
+    extra = dict(record.extra)
+    if doctor_bias:
+        extra["biases"] = {**extra.get("biases", {}), "doctor": doctor_bias}
+    return record.model_copy(update=dict(
+        run_id=run_id, episode=episode, doctor=doctor_name, started_at=started_at,
+        seconds=round(time.perf_counter() - started, 4), doctor_seconds=round(doctor_seconds, 4),
         prompt_tokens=sum(c["usage"]["prompt_tokens"] for c in calls),
         completion_tokens=sum(c["usage"]["completion_tokens"] for c in calls),
         model_seconds=round(sum(c["latency_s"] for c in calls), 4), extra=extra,
-        tool_metrics=tool_metrics(getattr(clinic, "events", []), scenario.relevant_tools),
-        scores=scores or {}, patient_ratings=ratings)
-
-
-async def collect_ratings(patient) -> tuple[dict | None, list[dict]]:
-    """The patient's post-consultation ratings (None for patients that give none, e.g. scripted) and the
-    model calls they took; a failure is recorded in the ratings, never raised."""
-    from agentclinic.scoring.ratings import patient_ratings
-
-    calls: list[dict] = []
-    token = CALL_LOG.set(calls)
-    try:
-        ratings = await patient_ratings(patient)
-    except Exception as exc:  # noqa: BLE001 - the episode is already played; keep it
-        model = getattr(getattr(patient, "model", None), "name", None)
-        ratings = {"simulated": True, "model": model, "error": f"{type(exc).__name__}: {exc}"}
-    finally:
-        CALL_LOG.reset(token)
-    if ratings is not None and calls:
-        ratings = ratings | {"model_calls": calls}
-    return ratings, calls
+        tool_metrics=tool_metrics(record.events, scenario.relevant_tools)))
 
 
 async def run_episodes(plan: list[tuple[int, Scenario, int]], make_clinic: Callable[[], Clinic],

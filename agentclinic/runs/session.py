@@ -255,7 +255,7 @@ def run_session(config: RunConfig, *, out: Path, run_id: str | None = None, resu
         config = config.model_copy(update={"settings": {role: Settings() for role in ROLES}})
     factory = RunFactory(config)
     factory.doctor()  # a bad doctor, model spec or option fails here, before the run folder is made
-    factory.clinic()
+    embedder = factory.clinic().embedder  # loads it: a model that cannot load fails here, never silently lexical
     scenarios = load_scenarios(config.scenarios, format=config.format, skip_errors=True)
     if not scenarios.scenarios:
         raise ConfigError(f"no scenario could be loaded from {', '.join(config.scenarios)}"
@@ -269,7 +269,8 @@ def run_session(config: RunConfig, *, out: Path, run_id: str | None = None, resu
         console.print(f"[yellow]note:[/yellow] the {config.doctor.split(':')[0]} doctor ignores biases "
                       "(recorded as not applied)")
     episodes = config.episodes or len(scenarios)
-    saved = config.model_dump(mode="json") | {"episodes": episodes, "scenario_ids": scenarios.ids()}
+    saved = config.model_dump(mode="json") | {"episodes": episodes, "scenario_ids": scenarios.ids(),
+                                              "embedder": embedder}  # a resume with another embedder is refused
     with writer:  # the folder is locked from start to summary
         done = writer.start(saved, resume=resume)
         plan = [(i, scenarios.scenarios[i % len(scenarios)], config.seed + i) for i in range(episodes)

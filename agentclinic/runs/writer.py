@@ -207,29 +207,41 @@ class RunWriter:
 
 
 def summarise(records: list[EpisodeRecord]) -> dict:
-    """Run-level figures over the finished episodes."""
-    n = len(records)
+    """Run-level figures. Accuracy, top-k and every mean are over all the episodes: an error or a budget
+    cut-off is an episode without a diagnosis, and earns no diagnosis credit. ``accuracy_excluding_errors``
+    is the accuracy over the episodes that did not fail, beside it and named so."""
     ok = [r for r in records if r.outcome != "error"]
     mean = lambda xs: round(statistics.fmean(xs), 4) if xs else None  # noqa: E731
     by_specialty: dict[str, list[bool]] = {}
-    for r in ok:
+    for r in records:
         by_specialty.setdefault(r.specialty or "unknown", []).append(r.correct)
     return {
-        "episodes": n,
-        "accuracy": mean([float(r.correct) for r in ok]),
+        "episodes": len(records),
+        "accuracy": mean([float(r.correct) for r in records]),
+        "accuracy_excluding_errors": mean([float(r.correct) for r in ok]),
         "correct": sum(r.correct for r in records),
         "incorrect": sum(r.outcome == "incorrect" for r in records),
         "no_diagnosis": sum(r.outcome == "no-diagnosis" for r in records),
         "errors": sum(r.outcome == "error" for r in records),
-        "mean_turns": mean([r.turns for r in ok]),
-        "mean_tests": mean([r.tests for r in ok]),
-        "mean_cost": mean([r.cost for r in ok]),
+        "mean_turns": mean([r.turns for r in records]),
+        "mean_tests": mean([r.tests for r in records]),
+        "mean_cost": mean([r.cost for r in records]),
         "mean_seconds": mean([r.seconds for r in records]),
         "accuracy_by_specialty": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_specialty.items())},
-        "match_levels": _count((r.verdict or {}).get("level", "none") for r in ok),
-        **summarise_tools(ok),
-        **summarise_scores(ok),  # axes means, top-k accuracy, mean composite, patient ratings
+        "match_levels": _count(r.verdict.level if r.diagnosed else "none" for r in records),
+        "fallbacks": summarise_fallbacks(records),
+        "embedders": _count(r.embedder or "unknown" for r in records),
+        **summarise_tools(records),
+        **summarise_scores(records),  # axes means, top-k accuracy, mean composite, patient ratings
     }
+
+
+def summarise_fallbacks(records: list[EpisodeRecord]) -> dict:
+    """Actions a doctor's fallback chose instead of its model: in all, the episodes with any, and the
+    diagnoses among them (a fallback can commit the scaffold's own guess)."""
+    return {"actions": sum(r.fallbacks for r in records),
+            "episodes": sum(r.fallbacks > 0 for r in records),
+            "diagnoses": sum(e.fallback is not None and e.kind == "diagnose" for r in records for e in r.events)}
 
 
 def summarise_tools(records: list[EpisodeRecord]) -> dict:

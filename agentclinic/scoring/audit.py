@@ -25,11 +25,10 @@ from typing import Any, Hashable, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agentclinic.agents.base import CORRECT_LEVELS, LEVELS  # the one table of match levels
 from agentclinic.errors import ConfigError
 
 AUDIT_FILE = Path(__file__).with_name("judge_audit.yaml")
-LEVELS = ("exact", "synonym", "broader", "narrower", "wrong", "none")
-CORRECT_LEVELS = frozenset({"exact", "synonym"})
 CATEGORIES = ("exact", "synonym", "abbreviation", "spelling", "broader", "narrower", "near-miss", "wrong", "hedged",
               "extra-words")
 

@@ -9,9 +9,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentclinic.runs.record import EpisodeRecord
 from agentclinic.scenario.prices import PriceTable, price_table
 from agentclinic.scenario.schema import Disclosure, FactCategory, Scenario
-from agentclinic.scoring.state import DEFAULT_TURN_BUDGET, EpisodeState
+
+DEFAULT_TURN_BUDGET = 20  # AgentClinic's; used for efficiency when an episode had no turn budget
 
 
 @dataclass(frozen=True)
@@ -31,14 +33,14 @@ def _round(x: float) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def coverage(scenario: Scenario, state: EpisodeState) -> AxisScore:
+def coverage(scenario: Scenario, record: EpisodeRecord) -> AxisScore:
     """Important facts disclosed / important facts the patient can say (hidden ones are left out)."""
     important = [f for f in scenario.facts if f.important and f.disclosure != Disclosure.HIDDEN]
     hidden = [f.id for f in scenario.facts if f.important and f.disclosure == Disclosure.HIDDEN]
     if not important:
         return AxisScore(None, {"reason": "the case marks no important fact the patient can say",
                                 "hidden_important": hidden})
-    first = state.first_disclosure()
+    first = record.first_disclosure()
     got = [{"fact": f.id, "turn": first[f.id]} for f in important if f.id in first]
     return AxisScore(_round(len(got) / len(important)),
                      {"important": len(important), "disclosed": got,
@@ -79,7 +81,7 @@ def asked_categories(text: str) -> list[FactCategory]:
     return [c for c, cue in CATEGORY_CUES.items() if cue.search(text)]
 
 
-def history(scenario: Scenario, state: EpisodeState) -> AxisScore:
+def history(scenario: Scenario, record: EpisodeRecord) -> AxisScore:
     """Share of the history's parts (HPI, past history, medications, allergies, social, family,
     review of systems; obstetric when the case has such facts) asked about or elicited."""
     expected = list(HISTORY_CATEGORIES)
@@ -89,11 +91,11 @@ def history(scenario: Scenario, state: EpisodeState) -> AxisScore:
     detail: dict[str, dict[str, Any]] = {
         c.value: {"asked": [], "elicited": [], "in_case": sum(f.category == c for f in scenario.facts)}
         for c in expected}
-    for turn, text in state.utterances():
+    for turn, text in record.utterances():
         for category in asked_categories(text):
             if category.value in detail:
                 detail[category.value]["asked"].append(turn)
-    for fact_id in state.first_disclosure():
+    for fact_id in record.first_disclosure():
         fact = by_id.get(fact_id)
         if fact is not None and fact.category.value in detail:
             detail[fact.category.value]["elicited"].append(fact_id)
@@ -109,18 +111,18 @@ def history(scenario: Scenario, state: EpisodeState) -> AxisScore:
 # --------------------------------------------------------------------------------------------
 
 
-def examination(scenario: Scenario, state: EpisodeState) -> AxisScore:
+def examination(scenario: Scenario, record: EpisodeRecord) -> AxisScore:
     """Abnormal examination findings seen / abnormal findings in the case (any examination, when the
     case flags none as abnormal). None when the case records no examination."""
     if not scenario.examination:
         return AxisScore(None, {"reason": "the case records no examination findings"})
     seen: set[tuple[str, str]] = set()
     turns: list[int] = []
-    for event, _ in state.actions("examine"):
-        found = [f for f in event.findings if f.get("available")]
+    for event, _ in record.actions("examine"):
+        found = [f for f in event.findings if f.available]
         if found:
             turns.append(event.turn)
-        seen |= {(str(f.get("group") or ""), str(f.get("name") or "")) for f in found}
+        seen |= {(f.group or "", f.name or "") for f in found}
     abnormal = [(f.system, f.name or f.system) for f in scenario.examination if f.abnormal]
     details: dict[str, Any] = {"examined": bool(turns), "turns": turns}
     if not abnormal:
@@ -131,23 +133,22 @@ def examination(scenario: Scenario, state: EpisodeState) -> AxisScore:
                                 "abnormal_missed": [f"{s}: {n}" for s, n in abnormal if (s, n) not in hit]})
 
 
-def ordered_tests(state: EpisodeState) -> list[dict[str, Any]]:
+def ordered_tests(record: EpisodeRecord) -> list[dict[str, Any]]:
     """Each distinct test ordered: the case's name when it exists (else the request), turn, availability."""
     out: dict[str, dict[str, Any]] = {}
-    for event, _ in state.actions("order_tests"):
+    for event, _ in record.actions("order_tests"):
         for finding in event.findings:
-            name = finding.get("name") if finding.get("available") else None
-            key = name or str(finding.get("request", "")).strip().lower()
+            name = finding.name if finding.available else None
+            key = name or finding.request.strip().lower()
             if key and key not in out:
-                out[key] = {"name": name or finding.get("request"), "turn": event.turn,
-                            "available": bool(name)}
+                out[key] = {"name": name or finding.request, "turn": event.turn, "available": bool(name)}
     return list(out.values())
 
 
-def tests(scenario: Scenario, state: EpisodeState) -> AxisScore:
+def tests(scenario: Scenario, record: EpisodeRecord) -> AxisScore:
     """F1 of precision (relevant ordered / distinct tests ordered, unavailable requests included) and
     recall (relevant ordered / the case's relevant tests). None when the case marks no test relevant."""
-    ordered = ordered_tests(state)
+    ordered = ordered_tests(record)
     relevant = [t.name for t in scenario.tests if t.relevant]
     names = {o["name"] for o in ordered if o["available"]}
     hit = [n for n in relevant if n in names]
@@ -176,29 +177,29 @@ def reference_cost(scenario: Scenario, prices: PriceTable) -> float:
     return max(sum(prices.price(t) for t in scenario.tests if t.relevant), prices.default)
 
 
-def cost(scenario: Scenario, state: EpisodeState, prices: PriceTable | None = None) -> AxisScore:
+def cost(scenario: Scenario, record: EpisodeRecord, prices: PriceTable | None = None) -> AxisScore:
     """1 while spending stays within the reference (the relevant tests' cost), then reference / spent."""
     table = prices or price_table()
     reference = reference_cost(scenario, table)
-    spent = float(state.cost)
+    spent = float(record.cost)
     value = 1.0 if spent <= reference else reference / spent
     details: dict[str, Any] = {"spent": round(spent, 2), "reference": round(reference, 2),
                                "currency": table.currency, "price_table": table.version}
-    if state.price_table and state.price_table != table.version:
-        details["note"] = f"the episode was priced with {state.price_table}, the reference with {table.version}"
+    if record.price_table and record.price_table != table.version:
+        details["note"] = f"the episode was priced with {record.price_table}, the reference with {table.version}"
     return AxisScore(_round(value), details)
 
 
-def efficiency(scenario: Scenario, state: EpisodeState) -> AxisScore:
+def efficiency(scenario: Scenario, record: EpisodeRecord) -> AxisScore:
     """0 without a diagnosis; else 1 - (turns - 1) / (budget - 1): a diagnosis at the first turn scores 1,
     at the last turn of the budget 0 (budget: the turn budget, else 20)."""
-    budget = state.max_turns or DEFAULT_TURN_BUDGET
-    details = {"turns": state.turns, "budget": budget, "diagnosed": bool(state.diagnosis)}
-    if not state.diagnosis:
+    budget = record.max_turns or DEFAULT_TURN_BUDGET
+    details = {"turns": record.turns, "budget": budget, "diagnosed": record.diagnosed}
+    if not record.diagnosed:
         return AxisScore(0.0, details)
     if budget <= 1:
         return AxisScore(1.0, details)
-    return AxisScore(_round(1 - (state.turns - 1) / (budget - 1)), details)
+    return AxisScore(_round(1 - (record.turns - 1) / (budget - 1)), details)
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,7 +241,7 @@ def question_matches_flag(question: frozenset[str], own: frozenset[str], words: 
     return []
 
 
-def safety(scenario: Scenario, state: EpisodeState) -> AxisScore:
+def safety(scenario: Scenario, record: EpisodeRecord) -> AxisScore:
     """Red flags covered / red flags (1 when the case has none), minus 0.5 per harmful test ordered,
     floored at 0. A red flag is covered when one of its facts was disclosed or a question of the
     doctor's asks about it. None when the case has neither red flags nor harmful tests."""
@@ -249,8 +250,8 @@ def safety(scenario: Scenario, state: EpisodeState) -> AxisScore:
         return AxisScore(None, {"reason": "the case has no red flags and no harmful tests"})
     from agentclinic.agents.patient import lexical_tokens
 
-    first = state.first_disclosure()
-    questions = [(turn, text, lexical_tokens(text)) for turn, text in state.utterances()]
+    first = record.first_disclosure()
+    questions = [(turn, text, lexical_tokens(text)) for turn, text in record.utterances()]
     flags: list[dict[str, Any]] = []
     for flag, (own, words) in zip(scenario.red_flags, _flag_vocabulary(scenario)):
         entry: dict[str, Any] = {"flag": flag.text, "covered": False}
@@ -265,7 +266,7 @@ def safety(scenario: Scenario, state: EpisodeState) -> AxisScore:
         flags.append(entry)
     covered = sum(f["covered"] for f in flags)
     base = covered / len(flags) if flags else 1.0
-    ordered = {o["name"] for o in ordered_tests(state) if o["available"]}
+    ordered = {o["name"] for o in ordered_tests(record) if o["available"]}
     harms = [{"test": name, "why": why} for name, why in harmful.items() if name in ordered]
     return AxisScore(_round(base - HARM_PENALTY * len(harms)),
                      {"red_flags": flags, "covered": covered, "total": len(flags), "harmful_orders": harms})

@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from agentclinic.scoring.dialogue import AxisScore
-from agentclinic.scoring.state import EpisodeState
+from agentclinic.runs.record import EpisodeRecord
 
 ITEMS: dict[str, str] = {
     "open_questions": "Asks open questions that let the patient tell their story in their own words.",
@@ -109,9 +109,9 @@ def _jargon(utterances: list[tuple[int, str]]) -> list[dict[str, Any]]:
     return out
 
 
-def heuristic(state: EpisodeState) -> AxisScore:
+def heuristic(record: EpisodeRecord) -> AxisScore:
     """The rubric by phrase patterns over the doctor's utterances (see the module doc)."""
-    utterances = state.utterances()
+    utterances = record.utterances()
     if not utterances:
         return AxisScore(None, {"method": "heuristic", "reason": "the doctor said nothing to the patient"})
     items: dict[str, dict[str, Any]] = {}
@@ -226,11 +226,11 @@ def quote_found(quote: str, utterances: list[tuple[int, str]]) -> bool:
     return bool(parts) and all(p in said for p in parts)
 
 
-def transcript(state: EpisodeState) -> str:
+def transcript(record: EpisodeRecord) -> str:
     """The consultation as the grader reads it: the doctor's words and the patient's replies, and
     the other actions in brackets."""
     lines = []
-    for event in state.events:
+    for event in record.events:
         action = event.action or {}
         kind = action.get("type")
         if kind == "ask":
@@ -248,17 +248,17 @@ def transcript(state: EpisodeState) -> str:
     return "\n".join(lines)
 
 
-async def grade_with_model(state: EpisodeState, model: Any, settings: Any = None) -> AxisScore:
+async def grade_with_model(record: EpisodeRecord, model: Any, settings: Any = None) -> AxisScore:
     """The rubric graded by ``model``; the heuristic, with the reason, when its reply is not understood."""
     from agentclinic.agents.llm import render_prompt
     from agentclinic.backends.base import Message, Settings, call_model
 
-    utterances = state.utterances()
-    fallback = heuristic(state)
+    utterances = record.utterances()
+    fallback = heuristic(record)
     if not utterances:
         return fallback
     items_text = "\n".join(f"- {name}: {text}" for name, text in ITEMS.items())
-    prompt = render_prompt("communication_rubric", items=items_text, transcript=transcript(state))
+    prompt = render_prompt("communication_rubric", items=items_text, transcript=transcript(record))
     settings = settings or Settings()
     if settings.max_tokens < 512:
         settings = settings.model_copy(update={"max_tokens": 512})
