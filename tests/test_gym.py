@@ -61,3 +61,24 @@ def test_vector_envs(vector, monkeypatch):
     obs, rewards, terminated, truncated, infos = envs.step(["Hello, what brings you in?", "REQUEST TEST: CBC"])
     assert obs[0].startswith("Patient:") and obs[1].startswith("Test results:")
     envs.close()
+
+
+def test_any_doctor_output_is_an_observation_and_a_turn():
+    from agentclinic.env.actions import MAX_ACTION_CHARS
+
+    env = ClinicEnv(SCENARIOS[:1])
+    env.reset(seed=0)
+    assert env.action_space.max_length == MAX_ACTION_CHARS == 2048
+    bad = [42, None, "[" * 10_000 + "]" * 10_000, '{"a":' * 10_000 + "1" + "}" * 10_000,
+           {"name": "ask", "arguments": "null"}, {"name": "ask", "arguments": [1, 2]}, 1.5, [1, 2], b"hi", object(),
+           "x" * (MAX_ACTION_CHARS + 1)]
+    for turn, output in enumerate(bad, start=1):
+        obs, reward, terminated, truncated, info = env.step(output)
+        assert obs.startswith("Error:") and info["error"] and info["turn"] == turn == len(env.clinic.record.events)
+        assert not terminated and (truncated == (turn == 20))
+    events = env.clinic.record.events
+    assert "expected text" in events[0].observation and "2048" in events[-1].observation
+    call = {"id": "call_1", "type": "function", "function": {"name": "ask", "arguments": '{"text": "hi"}'}}
+    obs, reward, terminated, truncated, info = env.step(call)
+    assert obs.startswith("Patient:") and info["action"] == "ask" and env.clinic.record.events[-1].doctor == call
+    env.close()
