@@ -168,3 +168,17 @@ def test_a_vision_doctor_the_report_and_the_tools_see_a_dicom_the_same_way(mr_pa
         assert np.array_equal(_png(image_part(path)), shown)  # what a vision doctor is sent
         assert np.array_equal(np.asarray(_dicom_image(path)), shown)  # what the HTML report embeds
     assert load_image(m1).info["inverted"] and load_image(m1).window == (pixels.max() + pixels.min() - 600.0, 1600.0)
+
+
+def test_the_segmentation_overlay_shows_the_image_as_display_image_does(mr_pair, tmp_path):
+    from agentclinic.tools.base import ToolContext
+    from agentclinic.tools.imaging import display_image
+    from agentclinic.tools.registry import call_tool
+
+    _, m1 = mr_pair
+    context = ToolContext(images={"mr": {"path": str(m1), "available": True}}, out_dir=tmp_path)
+    result, _ = asyncio.run(call_tool("segment", {"image_id": "mr", "box": [20, 20, 44, 44]}, context))
+    overlay = np.asarray(Image.open(result.data["overlay_path"]))
+    away = np.ones(overlay.shape[:2], bool)
+    away[18:46, 18:46] = False  # the box, and the mask and its outline inside it
+    assert away.sum() > 1000 and np.array_equal(overlay[..., 0][away], display_image(m1)[away])

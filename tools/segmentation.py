@@ -167,7 +167,7 @@ def segment_image(image: LoadedImage, args: SegmentArguments, image_id: str) -> 
         details["proposed_box"] = list(box)
     if args.method == "sam":
         shown = _display_window(image, args, None)
-        grey = display_grey(image, shown["window"] if image.is_ct else None)
+        grey = display_grey(image, shown["window"] if image.is_ct else image.window)  # as display_image shows it
         rgb = image.rgb if image.rgb is not None else np.repeat(grey[..., None], 3, axis=2)
         mask, sam_details = segment_sam(rgb, box, point)
         details |= sam_details
@@ -257,7 +257,7 @@ class SegmentTool:
         seg, shown = segment_image(image, args, args.image_id)
         m = measure(seg.mask, image)
         window = shown["window"]
-        grey = display_grey(image, window if image.is_ct else None)
+        grey = display_grey(image, window if image.is_ct else image.window)  # as display_image shows it
         box, point = _pixel_prompts(args, image.shape, args.image_id)
         stem = _file_stem(args)
         mask_path = save_png((seg.mask * 255).astype(np.uint8), out_dir / f"{stem}-mask.png")
