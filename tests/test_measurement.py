@@ -133,7 +133,8 @@ def test_an_unknown_test_is_not_available_unless_the_case_says_normal(scenario_d
     agent.reset(Scenario.model_validate(scenario_data))
     finding = order(agent, "Serum zinc")
     assert finding.model_dump() == {"request": "Serum zinc", "name": None, "available": False, "price_code": None,
-                                    "group": None, "result": "Serum zinc: not available for this patient."}
+                                    "group": None, "result": "Serum zinc: not available for this patient.",
+                                    "case_result": None}
     agent.reset(Scenario.model_validate({**scenario_data, "unknown_tests": "normal"}))
     finding = order(agent, "Serum zinc")
     assert finding.available and finding.result == NORMAL_RESULT == "Within normal limits."
