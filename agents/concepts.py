@@ -244,8 +244,12 @@ class ConceptIndex:
             nodes[by_hp[hp_id]].parents = sorted(by_hp[p] for p in parents if p in by_hp)
 
         for node in nodes[first:]:  # cross-references: ICD-10-CM codes sharing a name
-            codes = set().union(*(icd_by_key.get(normalise(t), set()) for t in node.terms))
-            node.icd = sorted(codes)
+            # the preferred name decides when it links: entry terms lump neighbours (MeSH files "tubal
+            # abortion" under spontaneous abortion, which ICD-10-CM puts under tubal pregnancy)
+            linked = lambda terms: set().union(*(icd_by_key.get(normalise(v), set())  # noqa: E731
+                                                 for t in terms for v in _name_variants(t)))
+            label = [node.label, " ".join(reversed(node.label.split(", ", 1)))]  # "Abortion, Spontaneous"
+            node.icd = sorted(linked(label) or linked(node.terms))
         return cls(nodes, {k: sorted(v) for k, v in names.items()}, {k: sorted(v) for k, v in defaults.items()},
                    package_versions())
 

@@ -46,6 +46,13 @@ def test_lay_names_and_eponyms_name_the_concept(index, lay, name):
     assert relation(index, lay, name) == "synonym"
 
 
+def test_an_entry_term_does_not_link_a_concept_to_a_neighbour_code(index):
+    """MeSH lists "tubal abortion" under spontaneous abortion; ICD-10-CM lists it under tubal pregnancy.
+    The preferred name decides the cross-reference, so a miscarriage is not a tubal pregnancy."""
+    assert index.icd_codes(normalise("miscarriage")) == {"O03"}
+    assert relation(index, "Miscarriage", "Tubal pregnancy") is None
+
+
 @pytest.mark.parametrize("abbreviation, name", [("COPD", "Chronic obstructive pulmonary disease"),
                                                 ("MI", "Myocardial infarction"), ("NIDDM", "Type 2 diabetes mellitus")])
 def test_abbreviations_name_the_concept(index, abbreviation, name):
