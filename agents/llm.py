@@ -603,6 +603,15 @@ def _level_of(text: str, rule_level: str | None, whole: bool = False) -> str | N
             found.append((match.start(), level))
     if found:
         return min(found)[1]
+    if re.search(r"\b(?:the\s+)?same\s+(?:condition|diagnosis|disease|thing)\b", low) and "not the same" not in low:
+        return "exact" if rule_level == "exact" else "synonym"
+    if re.search(r"\b(?:different|not\s+the\s+same|does\s+not\s+match|doesn't\s+match)\b", low):
+        return "wrong"
+    if whole and bare in ("match", "matches", "correct"):
+        return "synonym"
+    return None
+
+
 PROPOSAL_TAG = "proposed_diagnosis"
 MAX_PROPOSAL = 500  # characters of the proposal the judge model sees (a diagnosis is a few words)
 
@@ -616,15 +625,6 @@ def quote_proposal(proposed: str) -> str:
         flat = flat[:MAX_PROPOSAL - 1] + "…"
     quoted = json.dumps(flat, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
     return f"<{PROPOSAL_TAG}>{quoted}</{PROPOSAL_TAG}>"
-
-
-    if re.search(r"\b(?:the\s+)?same\s+(?:condition|diagnosis|disease|thing)\b", low) and "not the same" not in low:
-        return "exact" if rule_level == "exact" else "synonym"
-    if re.search(r"\b(?:different|not\s+the\s+same|does\s+not\s+match|doesn't\s+match)\b", low):
-        return "wrong"
-    if whole and bare in ("match", "matches", "correct"):
-        return "synonym"
-    return None
 
 
 class LLMJudge:
