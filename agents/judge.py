@@ -59,8 +59,8 @@ from functools import lru_cache
 
 from agentclinic.agents.base import LEVEL_RANK as RANK  # the one table of levels: precedence follows credit
 from agentclinic.agents.base import MatchLevel, Verdict
-from agentclinic.errors import AgentClinicError
 from agentclinic.agents.concepts import concept_index, split_bracketed
+from agentclinic.errors import AgentClinicError
 from agentclinic.scenario.schema import ICD10_PATTERN, Scenario
 
 # Calibrated on labelled pairs in tests/test_judge.py (all-MiniLM-L6-v2, normalised names). The
