@@ -217,7 +217,7 @@ def report(
     try:
         loaded = load_runs(runs)
     except AgentClinicError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     stats = [run_stats(r) for r in loaded]
     print_report(stats, console)
@@ -225,7 +225,7 @@ def report(
         from agentclinic.runs.report_html import write_html
 
         path = write_html(loaded, stats, html or loaded[0].folder / "report.html")
-        console.print(f"report: {path}")
+        console.print(f"report: {escape(str(path))}")
 
 
 @app.command()

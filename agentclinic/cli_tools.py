@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from agentclinic.errors import AgentClinicError
@@ -20,7 +21,7 @@ Sources = Annotated[Optional[list[str]], typer.Option("--source", help="kb, icd1
 
 
 def _fail(message: object, code: int = 1) -> None:
-    err_console.print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {escape(str(message))}")
     raise typer.Exit(code)
 
 
@@ -108,9 +109,10 @@ def kb_search(query: Annotated[str, typer.Argument(help="symptoms, findings or a
     if as_json:
         print(json.dumps([h.model_dump() for h in hits], indent=2))
         return
-    table = Table(title=f"{len(hits)} hits for {query!r}")
+    table = Table(title=escape(f"{len(hits)} hits for {query!r}"))
     for column in ("#", "disease", "icd10", "source", "score", "passage"):
         table.add_column(column, overflow="fold")
     for rank, hit in enumerate(hits, 1):
-        table.add_row(str(rank), hit.disease, hit.icd10 or "", hit.source, f"{hit.score:.3f}", hit.text[:120])
+        table.add_row(*map(escape, (str(rank), hit.disease, hit.icd10 or "", hit.source, f"{hit.score:.3f}",
+                                    hit.text[:120])))
     console.print(table)

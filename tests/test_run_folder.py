@@ -282,3 +282,57 @@ def test_failed_episodes_give_exit_status_3_unless_allowed(tmp_path, cases):
                              "--out", str(out), "--run-id", "f", "--resume"],
                        input="DIAGNOSIS READY: Community-acquired pneumonia\n" * 2)
     assert fixed.exit_code == 0 and "2 episodes, 0 failed" in fixed.output  # the replays superseded the errors
+
+
+# ------------------------------------------------------------------------------- hostile variations
+
+@pytest.mark.parametrize("run_id", ["-x", "--resume", "-"])
+def test_a_run_id_may_not_look_like_an_option(tmp_path, cases, run_id):
+    """A folder named '-x' is read as an option by the next command that names it (report, rm, ls)."""
+    result = run(cases, tmp_path / "runs", f"--run-id={run_id}")
+    assert result.exit_code == 2 and "invalid run id" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("edit", ["doctor", "scenario_ids", "all"])
+def test_a_run_json_stripped_of_its_settings_does_not_adopt_another_run(tmp_path, cases, edit):
+    """Settings that every run has recorded since the first version decide what its episodes are: a run.json
+    without them (edited or damaged) would let a resume with another doctor or other cases mix two runs."""
+    out = tmp_path / "runs"
+    assert run(cases, out, "--episodes", "3", "--run-id", "r").exit_code == 0
+    episodes = out / "r" / "episodes.jsonl"
+    episodes.write_text("".join(episodes.read_text().splitlines(keepends=True)[:1]))
+    saved = json.loads((out / "r" / "run.json").read_text())
+    saved["config"] = {} if edit == "all" else {k: v for k, v in saved["config"].items() if k != edit}
+    (out / "r" / "run.json").write_text(json.dumps(saved))
+    before = episodes.read_bytes()
+    resumed = cli.invoke(app, ["run", "--scenarios", str(cases), "--doctor", "scripted", "--episodes", "3",
+                               "--out", str(out), "--run-id", "r", "--resume"])
+    assert resumed.exit_code == 2 and resumed.exception.__class__ is SystemExit, resumed.output
+    text = " ".join(resumed.output.split())
+    assert f"{out / 'r' / 'run.json'}" in text.replace(" ", "") or str(out / "r" / "run.json") in text
+    assert "does not record" in text and (edit == "all" or edit in text)
+    assert episodes.read_bytes() == before
+
+
+def test_a_whole_last_record_without_its_newline_is_kept(tmp_path):
+    """A record written in full but for its newline (a kill between the two) is a played episode: resuming
+    completes the line instead of cutting the record off and playing the episode again."""
+    with RunWriter(tmp_path / "run") as writer:
+        writer.start({"x": 1}, resume=False)
+        writer.append(record(0))
+        writer.append(record(1, "correct"))
+    writer.episodes_path.write_bytes(writer.episodes_path.read_bytes()[:-1])
+    assert [r.episode for r in RunWriter(tmp_path / "run").records()] == [0, 1]  # report sees it too
+    with RunWriter(tmp_path / "run") as again:
+        assert again.start({"x": 1}, resume=True) == {0, 1}
+    assert writer.episodes_path.read_text() == record(0).model_dump_json() + "\n" + record(
+        1, "correct").model_dump_json() + "\n"
+
+
+def test_a_null_config_in_run_json_is_not_called_empty(tmp_path, cases):
+    out = tmp_path / "runs"
+    assert run(cases, out, "--run-id", "r").exit_code == 0
+    (out / "r" / "run.json").write_text('{"config": null}')
+    resumed = run(cases, out, "--run-id", "r", "--resume")
+    assert resumed.exit_code == 2 and "no config object" in resumed.output and "empty" not in resumed.output

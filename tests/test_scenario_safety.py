@@ -281,3 +281,141 @@ def test_run_and_import_print_paths_as_text(markup_folder, tmp_path):
     assert "[patient.age]" in text and "runs[/red]/r1/episodes.jsonl" in text
     imported = runner.invoke(app, ["scenarios", "import", str(markup_folder / "bad.yaml"), "--out", str(out)])
     assert imported.exit_code == 0 and "[patient.age]" in " ".join(imported.output.split())
+
+
+# ------------------------------------------------------------------ hostile variations (second pass)
+
+
+def test_package_lookup_consults_no_import_hook(tmp_path, scenario_data, write_yaml):
+    """Only the file-system finders look for a package: an installed meta path finder may run code when
+    asked (setuptools' distutils hack imports setuptools when asked for ``distutils``)."""
+    site = tmp_path / "site"
+    png(site / "plain" / "img.png")
+    (site / "plain" / "__init__.py").write_text("")
+    (site / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Hook:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'hooked':\n"
+        f"            open({str(tmp_path / 'asked')!r}, 'w').write(name)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Hook())\n")
+    path = with_images(scenario_data, write_yaml, [{"asset": "package:hooked/x.png"},
+                                                   {"asset": "package:plain/img.png"}])
+    script = ("from agentclinic.scenario.assets import resolve_asset; "
+              "from agentclinic.scenario.quality import validate_paths; "
+              f"_, report = validate_paths([{str(path)!r}]); "
+              "print('\\n'.join(f'{i.field}: {i.message}' for i in report.errors)); "
+              "print(resolve_asset('package:agentclinic/scenario/schema.py'))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(site)})
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "asked").exists()
+    assert "images.0.asset: asset 'package:hooked/x.png': package 'hooked' is not installed" in done.stdout
+    assert "images.1" not in done.stdout
+    assert done.stdout.strip().endswith(os.path.join("agentclinic", "scenario", "schema.py"))  # editable installs too
+
+
+def test_a_nul_byte_or_a_symlink_loop_in_an_asset_path_is_an_error(tmp_path, scenario_data, write_yaml):
+    path = with_images(scenario_data, write_yaml, [{"asset": "x.png\x00/../../etc/passwd"}, {"asset": "a/x.png"},
+                                                   {"asset": CT, "mask": "package:pydicom/m\x00.png"}])
+    (path.parent / "a").symlink_to("b")
+    (path.parent / "b").symlink_to("a")
+    errors = asset_errors(path)
+    assert sorted(errors) == ["images.0.asset", "images.1.asset", "images.2.mask"]
+    assert "NUL" in errors["images.0.asset"].message and "NUL" in errors["images.2.mask"].message
+    assert "symbolic link" in errors["images.1.asset"].message
+    result = runner.invoke(app, ["scenarios", "validate", str(path)])
+    assert result.exit_code == 1 and result.exception.__class__ is SystemExit
+
+
+def test_a_dicom_header_without_a_real_size_is_refused(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    header = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
+    header.Rows = header.Columns = 65535  # 4.3 gigapixels, hidden behind a negative frame count
+    header.NumberOfFrames = "-1"
+    header.save_as(tmp_path / "negative.dcm")
+    header = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
+    del header.Rows
+    header.save_as(tmp_path / "no-rows.dcm")
+    assert "NumberOfFrames" in check_asset("negative.dcm", tmp_path)
+    assert "Rows" in check_asset("no-rows.dcm", tmp_path)
+
+
+def test_aliases_of_long_strings_cannot_multiply_the_text(tmp_path, scenario_data):
+    """1 MiB of text named once and repeated by 12 aliases is 13 MiB to validate: over the limit, refused
+    before any of it is copied (a hundred such aliases took 31 s and 2 GB)."""
+    from agentclinic.scenario.reading import MAX_YAML_TEXT
+
+    text = yaml.safe_dump(scenario_data, sort_keys=False)
+    long = "cough " * (2**20 // 6)
+    facts = f"facts:\n- &f {{category: hpi, text: &s \"{long}\"}}\n" + "- *f\n" * 12
+    path = tmp_path / "strings.yaml"
+    path.write_text(text.replace("facts:\n", facts, 1))
+    [error] = load_scenarios(path, skip_errors=True).errors
+    assert error.code == "too-large" and error.path == str(path)
+    assert f"over the limit of {MAX_YAML_TEXT // 2**20} MiB of text (MAX_YAML_TEXT)" in error.message
+    path.write_text(text.replace("facts:\n", f"facts:\n- &f {{category: hpi, text: \"{long}\"}}\n- *f\n", 1))
+    assert len(load_scenarios(path).scenarios[0].facts) == 5  # a few aliases of long text are fine
+
+
+def test_a_scenario_has_at_most_max_images(tmp_path, scenario_data, write_yaml):
+    """A few bytes per aliased image; 2,000 of them cost 215 s per episode with images up front."""
+    from agentclinic.scenario.schema import MAX_IMAGES
+
+    png(tmp_path / "case" / "x.png")
+    path = with_images(scenario_data, write_yaml, [{"asset": "x.png"}] * (MAX_IMAGES + 1))
+    [error] = load_scenarios(path, skip_errors=True).errors
+    assert error.field == "images" and error.path == str(path) and error.line is not None
+    assert f"{MAX_IMAGES + 1} images, over the limit of {MAX_IMAGES} per scenario (MAX_IMAGES)" in error.message
+    with_images(scenario_data, write_yaml, [{"asset": "x.png"}] * MAX_IMAGES)
+    assert len(load_scenarios(path).scenarios[0].images) == MAX_IMAGES
+
+
+def test_nan_and_infinite_values_are_errors_of_their_record(tmp_path, scenario_data):
+    rows = []
+    for number in ("NaN", "Infinity", "1e400", "4.5"):
+        data = json.loads(json.dumps(scenario_data))
+        data["id"] = f"v-{len(rows)}"
+        data["tests"][0] |= {"value": "@", "unit": "mg/L"}
+        rows.append(json.dumps(data).replace('"@"', number))
+    path = tmp_path / "values.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    loaded = load_scenarios(path, skip_errors=True)
+    assert loaded.ids() == ["v-3"]
+    assert [(e.line, e.field) for e in loaded.errors] == [(n, "tests.0.value") for n in (1, 2, 3)]
+    assert all("finite" in e.message for e in loaded.errors)
+
+
+def test_report_prints_user_text_as_text(tmp_path, scenario_data, write_yaml):
+    """Folder names, specialties and error messages in a run are text, never rich markup."""
+    cases = write_yaml({**scenario_data, "specialty": "[/] [red]chest"}, "cases/case.yaml").parent
+    out = tmp_path / "runs[/red]"
+    assert runner.invoke(app, ["run", "--scenarios", str(cases), "--doctor", "random", "--max-turns", "2",
+                               "--out", str(out), "--run-id", "r"]).exit_code == 0
+    episodes = out / "r" / "episodes.jsonl"
+    row = json.loads(episodes.read_text())
+    episodes.write_text(json.dumps(row) + "\n" + json.dumps(row | {"episode": 1, "outcome": "error",
+                                                                   "error": "ValueError: [/] [bold]x"}) + "\n")
+    result = runner.invoke(app, ["report", str(out / "r"), "--html", str(tmp_path / "report.html")])
+    assert result.exit_code == 0, result.output
+    text = "".join(result.output.split())
+    assert "[/]-[red]chest" in text and "ValueError:[/][bold]x" in text and "report:" in text
+    episodes.write_text("{broken\n" + json.dumps(row) + "\n")
+    broken = runner.invoke(app, ["report", str(out / "r"), "--no-html"])
+    assert broken.exit_code == 1 and broken.exception.__class__ is SystemExit
+    assert "runs[/red]/r/episodes.jsonl:1:" in "".join(broken.output.split())
+
+
+def test_kb_search_and_tool_errors_print_text_as_text(monkeypatch, tmp_path):
+    from agentclinic.tools import retrieval
+
+    hit = retrieval.Hit(disease="[/] Pneumonia", source="kb", score=1.0, text="cough [bold]x[/]", passage_id="p")
+    monkeypatch.setattr(retrieval, "search", lambda query, k, sources: [hit])
+    found = runner.invoke(app, ["kb", "search", "[/red] cough"])
+    assert found.exit_code == 0, found.output
+    text = "".join(found.output.split())
+    assert "'[/red]cough'" in text and "[/]Pneumonia" in text and "cough[bold]x[/]" in text
+    missing = runner.invoke(app, ["tool", "segment", "--image", str(tmp_path / "x[/]y.png")])
+    assert missing.exit_code != 0 and missing.exception.__class__ is SystemExit, missing.output
+    assert "x[/]y.png" in missing.output

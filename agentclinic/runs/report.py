@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from agentclinic.agents.base import LEVEL_RANK
@@ -323,9 +324,9 @@ def _table(title: str, first: str, stats: Sequence[RunStats], rows: list[tuple[s
     table = Table(title=title, title_justify="left")
     table.add_column(first, style="bold")
     for s in stats:
-        table.add_column(s.name, justify="right")
-    for label, cells in rows:
-        table.add_row(label, *cells)
+        table.add_column(escape(s.name), justify="right")
+    for label, cells in rows:  # run names, specialties, biases: user text, never markup
+        table.add_row(escape(label), *map(escape, cells))
     return table
 
 
@@ -343,7 +344,7 @@ def print_report(stats: Sequence[RunStats], console: Console) -> None:
         for column in ("run", "episode", "scenario", "error"):
             table.add_column(column, overflow="fold")
         for name, e in errors:
-            table.add_row(name, str(e.episode), e.scenario_id, e.message)
+            table.add_row(*map(escape, (name, str(e.episode), e.scenario_id, e.message)))
         console.print(table)
     else:
         console.print("no errors")

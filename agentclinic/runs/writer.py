@@ -30,7 +30,9 @@ from agentclinic.errors import AgentClinicError
 from agentclinic.runs.record import EpisodeRecord
 from agentclinic.scoring.summary import summarise_scores
 
-_RUN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+_RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+RECORDED = ("scenarios", "format", "doctor", "episodes", "seed", "max_turns", "scenario_ids")
+"""Settings every run.json has held since the first version: a resume needs them to tell what its episodes are."""
 
 
 class RunFolderError(AgentClinicError):
@@ -41,7 +43,7 @@ def check_run_id(run_id: str) -> str:
     """``run_id`` when it is a plain folder name (so the run stays inside ``--out``), else an error."""
     if not _RUN_ID.fullmatch(run_id) or ".." in run_id:
         raise RunFolderError(f"invalid run id {run_id!r}: use 1-128 letters, digits, '.', '_' or '-', not "
-                             "starting with '.' and without '..' (it names a folder inside --out)")
+                             "starting with '.' or '-' and without '..' (it names a folder inside --out)")
     return run_id
 
 
@@ -83,6 +85,10 @@ class RunWriter:
             self.check(resume=resume)  # again, under the lock
             if resume:
                 saved = self.saved_config()
+                if missing := [k for k in RECORDED if k in config and k not in saved]:
+                    raise RunFolderError(f"cannot resume {self.folder}: {self.run_json} does not record "
+                                         f"{', '.join(missing)}, which every run records (was it edited?); "
+                                         "restore it, or start a new run with another --run-id")
                 # settings an older version did not record (absent from run.json) are not compared
                 different = {k for k in config if k != "concurrency" and k in saved and saved[k] != config[k]}
                 if different:
@@ -145,7 +151,7 @@ class RunWriter:
             raise RunFolderError(f"{self.run_json}: unreadable ({detail}); restore it, or start a new run with "
                                  "another --run-id") from exc
         if not isinstance(config, dict):
-            raise RunFolderError(f"{self.run_json}: {'empty' if config is None else 'no config object'}; "
+            raise RunFolderError(f"{self.run_json}: {'empty' if not text.strip() else 'no config object'}; "
                                  "restore it, or start a new run with another --run-id")
         return config
 
@@ -175,15 +181,26 @@ class RunWriter:
                              "(the episode is played again)") from exc
 
     def records(self, repair: bool = False) -> list[EpisodeRecord]:
-        """The complete records, the latest per episode; with ``repair``, a torn last line (one without its
-        newline, as a kill in mid-write leaves) is cut off. Any other bad line is an error naming it."""
+        """The complete records, the latest per episode. A last line without its newline (a kill in mid-write)
+        counts when it holds a whole record; with ``repair`` its newline is added, or a torn one is cut off.
+        Any other bad line is an error naming it."""
         if not self.episodes_path.exists():
             return []
         data = self.episodes_path.read_bytes()
         end = data.rfind(b"\n") + 1
-        if repair and end < len(data):
-            with self.episodes_path.open("r+b") as handle:
-                handle.truncate(end)
+        if end < len(data):
+            try:
+                EpisodeRecord.model_validate_json(data[end:])
+                data, end, whole = data + b"\n", len(data) + 1, True
+            except ValidationError:
+                whole = False
+            if repair:
+                with self.episodes_path.open("r+b") as handle:
+                    if whole:
+                        handle.seek(0, os.SEEK_END)
+                        handle.write(b"\n")
+                    else:
+                        handle.truncate(end)
         latest: dict[int, EpisodeRecord] = {}  # a replayed episode (after an error) supersedes its record
         for number, line in enumerate(data[:end].split(b"\n")[:-1], start=1):
             if not line.strip():

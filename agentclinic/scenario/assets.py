@@ -1,7 +1,9 @@
 """Asset references: files shipped in packages, files beside the scenario, remote URLs.
 
 ``package:pydicom/data/test_files/CT_small.dcm`` names a file inside an installed package's
-folder, located by importlib's finders from the top-level name alone, which imports nothing;
+folder, located from the top-level name alone by the file-system finders (``sys.path`` entries, and
+setuptools' editable installs), which import nothing; other import hooks are never asked, as one
+may run code when asked (setuptools' distutils hack imports setuptools when asked for ``distutils``);
 a plain path is relative to the scenario file; ``https://...`` is remote and unavailable offline.
 
 Nothing outside the scenario is reachable: a local path must stay inside the scenario file's
@@ -13,8 +15,9 @@ are read from the file's header without decoding the image.
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 import warnings
+from importlib.machinery import PathFinder
 from pathlib import Path, PurePosixPath
 
 from agentclinic.errors import ScenarioError
@@ -41,6 +44,8 @@ def resolve_asset(ref: str, base: Path | None = None) -> Path:
     remote reference, an unknown package, or a path that leads outside its scenario folder or package."""
     if is_remote(ref):
         raise ScenarioError(f"asset {ref!r} is remote and unavailable offline", code="remote-asset")
+    if "\x00" in ref:
+        raise ScenarioError(f"asset {ref!r} contains a NUL character, which no file name may hold", code="bad-asset")
     if ref.startswith("package:"):
         name, _, inner = ref.removeprefix("package:").partition("/")
         return _inside(package_folders(name, ref), inner, ref, f"package {name!r}")
@@ -55,15 +60,24 @@ def package_folders(name: str, ref: str) -> list[Path]:
     if not name.isidentifier():
         raise ScenarioError(f"asset {ref!r}: {name!r} is not a top-level package name (write "
                             "package:<name>/<path inside the package>)", code="bad-asset")
-    try:
-        spec = importlib.util.find_spec(name)  # a top-level name: finders look on disk, nothing is imported
-    except (ImportError, ValueError):
-        spec = None
+    spec = None
+    for finder in _file_finders():
+        try:
+            spec = finder.find_spec(name, None)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None:
+            break
     if spec is None:
         raise ScenarioError(f"asset {ref!r}: package {name!r} is not installed", code="bad-asset")
     if not spec.submodule_search_locations:
         raise ScenarioError(f"asset {ref!r}: {name!r} is a module, not a package with a folder", code="bad-asset")
     return [Path(p) for p in spec.submodule_search_locations]
+
+
+def _file_finders() -> list:
+    """The finders of ``sys.meta_path`` that only look on disk: importlib's own, and setuptools' editable ones."""
+    return [PathFinder, *(f for f in sys.meta_path if getattr(f, "__module__", "").startswith("__editable__"))]
 
 
 def _inside(roots: list[Path], inner: str, ref: str, where: str) -> Path:
@@ -72,8 +86,12 @@ def _inside(roots: list[Path], inner: str, ref: str, where: str) -> Path:
         raise ScenarioError(f"asset {ref!r} is not a relative path inside {where}", code="bad-asset")
     candidates = []
     for root in roots:
-        root = root.resolve()
-        path = (root / inner).resolve()
+        try:
+            root = root.resolve()
+            path = (root / inner).resolve()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a loop of symbolic links (Python < 3.13)
+            raise ScenarioError(f"asset {ref!r} cannot be followed inside {where}: a loop of symbolic links or "
+                                f"an unreadable folder ({exc})", code="bad-asset") from None
         if not path.is_relative_to(root):
             raise ScenarioError(f"asset {ref!r} leads outside {where} ({root})", code="bad-asset")
         candidates.append(path)
@@ -128,10 +146,14 @@ def _pixels(path: Path, kind: str, ref: str) -> int | None:
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True,
                                      specific_tags=["Rows", "Columns", "NumberOfFrames"])
-            return int(header.get("Rows") or 0) * int(header.get("Columns") or 0) * int(
-                header.get("NumberOfFrames") or 1)
+            size = {key: int(header.get(key) or 0) for key in ("Rows", "Columns", "NumberOfFrames")}
         except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds of error on a malformed header
             raise ScenarioError(f"asset {ref!r} has an unreadable DICOM header: {exc}", code="bad-asset") from None
+        least = {"Rows": 1, "Columns": 1, "NumberOfFrames": 0}  # NumberOfFrames 0: not given (one frame)
+        if bad := [f"{key} {value}" for key, value in size.items() if value < least[key]]:
+            raise ScenarioError(f"asset {ref!r} is not a DICOM image of a known size ({', '.join(bad)}; Rows and "
+                                "Columns must be positive, NumberOfFrames at least 1 when given)", code="bad-asset")
+        return size["Rows"] * size["Columns"] * max(size["NumberOfFrames"], 1)
     from PIL import Image, UnidentifiedImageError
 
     try:

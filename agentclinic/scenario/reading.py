@@ -1,7 +1,7 @@
 """Reading scenario files within limits: YAML / JSON documents, and JSONL a line at a time.
 
 What one file may cost is capped by the constants below (documented in scenarios/README.md):
-a YAML or JSON document by its size and by the number of values its aliases expand to, a JSONL
+a YAML or JSON document by its size and by the values and text its aliases expand to, a JSONL
 file by the length and nesting of each line. A key given twice in one mapping is an error of
 its record, never a silent overwrite. Problems come back as ``ScenarioError`` naming the file
 and line, one per record where the record is to blame, so the file's other records still load.
@@ -24,6 +24,9 @@ MAX_FILE_BYTES = 5 * 2**20
 MAX_YAML_VALUES = 1_000_000
 """Most values (mappings, lists, scalars) in one YAML or JSON file once its aliases are expanded (a
 case of the bank has about 1,000), so aliases of lists of aliases cannot multiply into billions."""
+MAX_YAML_TEXT = 10 * 2**20
+"""Most characters of text (keys and values) in one YAML or JSON file once its aliases are expanded (10 MiB,
+twice ``MAX_FILE_BYTES``), so aliases of one long string cannot multiply it into gigabytes."""
 MAX_RECORD_BYTES = 2**20
 """Longest line of a JSONL file, i.e. one record (1 MiB; AgentClinic's longest is under 3 KB). A JSONL
 file as a whole has no limit: it is read a line at a time."""
@@ -94,9 +97,10 @@ class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's 
         super().flatten_mapping(node)
 
 
-def expanded_size(root: yaml.Node) -> int:
-    """How many nodes the document holds with every alias expanded; 0 for an endless (cyclic) one."""
-    sizes: dict[int, int] = {}
+def expanded_size(root: yaml.Node) -> tuple[int, int]:
+    """(nodes, characters of scalar text) of the document with every alias expanded; (0, 0) for an endless
+    (cyclic) one."""
+    sizes: dict[int, tuple[int, int]] = {}
     open_nodes: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
@@ -106,11 +110,13 @@ def expanded_size(root: yaml.Node) -> int:
         else:
             children = node.value if isinstance(node, yaml.SequenceNode) else []
         if children_done:
-            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+            text = len(node.value) if isinstance(node, yaml.ScalarNode) else 0
+            sizes[id(node)] = (1 + sum(sizes[id(child)][0] for child in children),
+                               text + sum(sizes[id(child)][1] for child in children))
         elif id(node) in sizes:
             continue
         elif id(node) in open_nodes:
-            return 0  # reached again from inside itself
+            return 0, 0  # reached again from inside itself
         else:
             open_nodes.add(id(node))
             stack.append((node, True))
@@ -119,13 +125,16 @@ def expanded_size(root: yaml.Node) -> int:
 
 
 def _check_expansion(node: yaml.Node, path: Path) -> None:
-    size = expanded_size(node)
+    size, text = expanded_size(node)
     if size == 0:
         raise ScenarioError("an alias refers to the mapping or list that holds it, so the file never ends",
                             path=path, line=node.start_mark.line + 1, code="syntax")
     if size > MAX_YAML_VALUES:
         raise ScenarioError(f"aliases expand the file to {size:,} values, over the limit of {MAX_YAML_VALUES:,} "
                             "(MAX_YAML_VALUES)", path=path, code="too-large")
+    if text > MAX_YAML_TEXT:
+        raise ScenarioError(f"aliases expand the file to {text / 2**20:.1f} MiB of text, over the limit of "
+                            f"{MAX_YAML_TEXT // 2**20} MiB of text (MAX_YAML_TEXT)", path=path, code="too-large")
 
 
 def _duplicate_keys(node: yaml.Node, duplicates: list[tuple[yaml.Node, int]], path: Path) -> list[ScenarioError]:

@@ -12,9 +12,13 @@ from collections import Counter
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, FiniteFloat, PrivateAttr, StringConstraints, field_validator,
+                      model_validator)
 
 SCHEMA_VERSION = 1
+MAX_IMAGES = 32
+"""Most images in one scenario (the bank's cases have at most 2): each is checked on disk at every reset and,
+with images up front, sent with the brief (2,000 aliased images cost 215 s per episode)."""
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Slug = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9][a-z0-9._-]*$")]
@@ -116,7 +120,7 @@ class LabTest(Strict):
     group: Text = Field(description="e.g. 'Blood tests', 'Imaging', 'Microbiology'")
     synonyms: list[Text] = Field(default_factory=list)
     result: Text
-    value: float | None = None
+    value: FiniteFloat | None = None
     unit: str | None = None
     reference_range: str | None = None
     abnormal: bool | None = None
@@ -191,6 +195,13 @@ class Scenario(Strict):
     red_flags: list[RedFlag] = Field(default_factory=list)
     relevant_tools: list[Slug] = Field(default_factory=list, description="expert tools the case calls for (e.g. segment)")
     _source: Any = PrivateAttr(None)  # loaders.Source: file and line numbers, when read from a file
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _at_most_max_images(cls, value: Any) -> Any:
+        if isinstance(value, list) and len(value) > MAX_IMAGES:  # before the images are validated one by one
+            raise ValueError(f"{len(value):,} images, over the limit of {MAX_IMAGES} per scenario (MAX_IMAGES)")
+        return value
 
     @field_validator("specialty")
     @classmethod
