@@ -9,7 +9,10 @@
 (c) With --episodes, whole episodes through ``run_session`` (the CLI's path: LLM doctor and LLM patient
     on the endpoint, scripted measurement and judge, recording, scoring), K at a time versus one at a
     time: episodes per second and the speed-up. AgentClinic plays one call at a time with a 1 s sleep
-    per turn.
+    per turn. Against --url the models run with the backend's defaults, as a user's run would (only
+    max_tokens is set; --options and --timeout change that): for a local server one request in flight,
+    600 s timeout, timeouts not retried;
+    the table adds the model calls made, the mean seconds per call and the episodes that failed.
 
 For each K in --ks, K workers each send requests one after the other (--rounds each against the
 fake endpoint; against --url enough rounds for at least --url-requests requests); the figure is all
@@ -20,6 +23,10 @@ Measured here (2 shared CPUs): the fake endpoint scales to ~15x at K=16 (90% of 
 at K=64, where the openai client's own CPU cost (~3 ms a request) becomes the limit;
 llama-cpp-python's server runs one request at a time, so concurrency gains only ~1.1-1.3x there.
 Whole episodes (--episodes, 4 turns, 200 ms endpoint): 3.9x at K=4, 13.1x at K=16, 27.8x at K=64.
+Against llama-cpp-python serving SmolLM2 (--episodes --url ... --ks 1,4 --per-k 4 --turns 3
+--max-tokens 32, default limits: one request in flight): 59.9 s at K=1, 31.3 s at K=4 (1.91x; the
+server reuses the prompt prefix of consecutive same-role requests); --options 'local=0&concurrency=16'
+--timeout 60 (the old defaults) at K=4: 32.1 s, 3.9 s a call (its wait on the server included).
 """
 
 from __future__ import annotations
@@ -129,8 +136,10 @@ async def table(title: str, url: str, ks: list[int], rounds, concurrency: int, s
         print(line, flush=True)
 
 
-def episodes_table(url: str, ks: list[int], turns: int, per_k: int, delay: float | None) -> None:
-    """(c): K concurrent episodes against the endpoint versus one at a time, through ``run_session``."""
+def episodes_table(url: str, ks: list[int], turns: int, per_k: int, delay: float | None,
+                   max_tokens: int | None = None, options: str = "", timeout_s: float | None = None) -> None:
+    """(c): K concurrent episodes against the endpoint versus one at a time, through ``run_session``. The fake
+    endpoint (``delay``) stands for a server with K slots (``concurrency=K``); a real one gets the defaults."""
     import tempfile
     from pathlib import Path
 
@@ -138,31 +147,40 @@ def episodes_table(url: str, ks: list[int], turns: int, per_k: int, delay: float
     from agentclinic.scenario.loaders import BANK_DIR
 
     case = str(Path(BANK_DIR) / "cardiology" / "inferior-stemi.yaml")
+    roles = ("doctor", "patient", "measurement", "judge")
+    settings = {r: Settings(timeout_s=600) if delay else Settings(max_tokens=max_tokens or 256, timeout_s=timeout_s)
+                for r in roles}
     print(f"\n(c) whole episodes on {url}: LLM doctor and patient, {turns} turns each, at least {per_k} episodes per K"
-          f"\n  {'K':>4} {'episodes':>8} {'turns':>6} {'episodes/s':>11} {'speed-up':>9}"
-          + (f" {'ideal':>7}" if delay else ""))
+          + ("" if delay else f", max_tokens={max_tokens}, "
+                               f"{'options ' + options if options else 'default limits'}, timeout_s={timeout_s}")
+          + f"\n  {'K':>4} {'episodes':>8} {'turns':>6} {'seconds':>8} {'episodes/s':>11} {'speed-up':>9}"
+          + (f" {'ideal':>7}" if delay else f" {'calls':>6} {'s/call':>7} {'errors':>6}"))
     base = None
     with tempfile.TemporaryDirectory() as out:
-        warm = RunConfig(scenarios=[case], doctor=f"openai/bench@{url}?attempts=1", patient=f"openai/bench@{url}?attempts=1",
-                         episodes=1, max_turns=turns)
+        warm = RunConfig(scenarios=[case], doctor=f"openai/bench@{url}?attempts=1",
+                         patient=f"openai/bench@{url}?attempts=1", episodes=1, max_turns=turns, settings=settings)
         run_session(warm, out=Path(out), run_id="warm-up")  # model load, first embeddings: not measured
         for k in ks:
-            spec = f"openai/bench@{url}?attempts=1&concurrency={k}"
+            spec = f"openai/bench@{url}?attempts=1&concurrency={k}" if delay else \
+                f"openai/bench@{url}{'?' + options if options else ''}"
             n = max(per_k, k)
             config = RunConfig(scenarios=[case], doctor=spec, patient=spec, episodes=n, concurrency=k,
-                               max_turns=turns, settings={r: Settings(timeout_s=600) for r in
-                                                          ("doctor", "patient", "measurement", "judge")})
+                               max_turns=turns, settings=settings)
             started = time.perf_counter()
             folder, summary = run_session(config, out=Path(out), run_id=f"k{k}")
             elapsed = time.perf_counter() - started
-            turns_played = sum(len(json.loads(line)["events"])
-                               for line in (folder / "episodes.jsonl").read_text().splitlines())
-            assert summary["errors"] == 0, summary
+            records = [json.loads(line) for line in (folder / "episodes.jsonl").read_text().splitlines()]
+            events = [e for r in records for e in r["events"]]
+            calls = [c for e in events for c in e.get("model_calls", [])]
+            assert summary["errors"] == 0 or not delay, summary
             rate = n / elapsed
             base = base or rate
-            line = f"  {k:>4} {n:>8} {turns_played:>6} {rate:>11.2f} {rate / base:>8.2f}x"
+            line = f"  {k:>4} {n:>8} {len(events):>6} {elapsed:>8.1f} {rate:>11.4f} {rate / base:>8.2f}x"
             if delay:
                 line += f" {k:>6}x"
+            else:
+                seconds = statistics.fmean(c.get("latency_s", 0.0) for c in calls) if calls else 0.0
+                line += f" {len(calls):>6} {seconds:>7.2f} {summary['errors']:>6}"
             print(line, flush=True)
 
 
@@ -176,10 +194,13 @@ def main() -> None:
     parser.add_argument("--url-requests", type=int, default=16,
                         help="at least this many requests per K against --url (rounds = ceil(n / K))")
     parser.add_argument("--no-fake", action="store_true", help="skip (a), the fake endpoint")
-    parser.add_argument("--max-tokens", type=int, default=16, help="max_tokens for --url requests")
+    parser.add_argument("--max-tokens", type=int, default=16, help="max_tokens for --url requests (and episodes)")
     parser.add_argument("--episodes", action="store_true", help="(c): whole episodes instead of single requests")
     parser.add_argument("--turns", type=int, default=4, help="turns per episode in (c)")
     parser.add_argument("--per-k", type=int, default=8, help="at least this many episodes per K in (c)")
+    parser.add_argument("--options", default="", help="(c) against --url: spec options instead of the defaults, "
+                                                      "e.g. 'local=0&concurrency=16' (the old remote defaults)")
+    parser.add_argument("--timeout", type=float, help="(c) against --url: timeout_s (default: the endpoint's)")
     args = parser.parse_args()
     ks = [int(k) for k in args.ks.split(",") if k.strip()]
     concurrency = args.concurrency or max(ks)
@@ -187,7 +208,8 @@ def main() -> None:
     if args.episodes:
         endpoint = None if args.url else FakeEndpoint(args.delay)
         try:
-            episodes_table(args.url or endpoint.url, ks, args.turns, args.per_k, None if args.url else args.delay)
+            episodes_table(args.url or endpoint.url, ks, args.turns, args.per_k, None if args.url else args.delay,
+                           args.max_tokens, args.options, args.timeout)
         finally:
             if endpoint:
                 endpoint.close()

@@ -14,8 +14,8 @@ from agentclinic.backends.base import (
     ChatResult, ImagePart, Message, ModelError, Settings, TextPart, ToolCall, load_model)
 from agentclinic.backends.cache import CachedModel, ReplayCache
 from agentclinic.backends.openai_compat import (
-    DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_S, LOCAL_CONCURRENCY, LOCAL_TIMEOUT_S, OpenAIChatModel, is_local_url,
-    parse_json_reply)
+    DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_S, LOCAL_CONCURRENCY, LOCAL_TIMEOUT_S, OpenAIChatModel, endpoint_gate,
+    is_local_url, parse_json_reply)
 from agentclinic.env.actions import action_names, action_tools
 from agentclinic.errors import ConfigError
 from llama_server import free_port, llama_server  # noqa: F401
@@ -401,6 +401,30 @@ def test_endpoint_limit_is_shared_by_every_model_naming_the_url(fake_server):
     server.max_in_flight = 0
     wider = fast_model(server.url, "concurrency=3")  # an explicit limit sets the endpoint's
     assert len(run(main(wider, patient, doctor))) == 9 and server.max_in_flight == 3
+
+
+def test_endpoint_slots_go_first_come_first_served():
+    """An episode that asks again as soon as its reply comes (a's second request) queues behind the requests
+    already waiting: it does not take the freed slot from them."""
+    order: list[str] = []
+
+    async def main():
+        gate = endpoint_gate("http://127.0.0.1:1/v1")
+
+        async def ask(name: str, again: bool = False):
+            async with gate.slot(1, False):
+                order.append(name)
+                await asyncio.sleep(0.02)
+            if again:
+                async with gate.slot(1, False):
+                    order.append(name + "2")
+
+        first = asyncio.create_task(ask("a", again=True))
+        await asyncio.sleep(0)
+        await asyncio.gather(first, ask("b"), ask("c"))
+
+    run(main())
+    assert order == ["a", "b", "c", "a2"]
 
 
 def test_one_at_a_time_server_is_not_thrashed(fake_server):

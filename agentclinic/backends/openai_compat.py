@@ -45,6 +45,7 @@ import random
 import re
 import time
 import weakref
+from collections import deque
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 from urllib.parse import urlsplit
@@ -91,33 +92,52 @@ def is_local_url(url: str) -> bool:
 
 
 class _Gate:
-    """The requests in flight to one endpoint from every model that names it, on one event loop."""
+    """The requests in flight to one endpoint from every model that names it, on one event loop. First come,
+    first served: a freed slot goes to the request that waited longest, never to one that just arrived (an
+    episode asking again at once would otherwise run ahead of the others, and a server that reuses the
+    prompt prefix of the request before loses that: the doctors' requests no longer follow each other)."""
 
     def __init__(self) -> None:
         self.explicit: int | None = None  # the smallest concurrency=N given by a model
-        self.default: int | None = None  # the smallest default of the models (they agree: same URL)
+        self.default: int | None = None  # the smallest default among the models
         self.busy = 0
-        self._free = asyncio.Condition()
+        self._waiting: deque[asyncio.Future] = deque()
 
     @property
     def limit(self) -> int:
         return self.explicit or self.default or 1
 
+    def _hand_over(self) -> None:
+        while self._waiting and self.busy < self.limit:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                self.busy += 1  # the slot passes straight to the waiter: nobody can take it in between
+                waiter.set_result(None)
+
     @asynccontextmanager
     async def slot(self, limit: int, explicit: bool) -> AsyncIterator[None]:
-        async with self._free:
-            if explicit:
-                self.explicit = min(self.explicit or limit, limit)
-            else:
-                self.default = min(self.default or limit, limit)
-            await self._free.wait_for(lambda: self.busy < self.limit)
+        if explicit:
+            self.explicit = min(self.explicit or limit, limit)
+        else:
+            self.default = min(self.default or limit, limit)
+        if self.busy < self.limit and not self._waiting:
             self.busy += 1
+        else:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            self._hand_over()  # the limit may have grown
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():  # handed a slot, then cancelled: give it back
+                    self.busy -= 1
+                    self._hand_over()
+                raise
         try:
             yield
         finally:
-            async with self._free:
-                self.busy -= 1
-                self._free.notify()
+            self.busy -= 1
+            self._hand_over()
 
 
 _GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Gate]] = weakref.WeakKeyDictionary()
