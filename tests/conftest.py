@@ -142,3 +142,29 @@ def pytest_runtest_makereport(item, call):
     server = getattr(item, "llama_server_process", None)
     if server is not None and report.failed and (problem := server.dead()):
         report.sections.append(("llama.cpp test server", problem))
+
+
+def call_while_ticking(name: str, arguments: dict, ticked) -> tuple:
+    """Call tool ``name`` while a ticker on the event loop ticks every 10 ms; ``ticked`` (a threading.Event)
+    is set after 20 ticks. Returns the result and the number of ticks: a tool that held the loop sees none."""
+    import asyncio
+
+    from agentclinic.tools.registry import call_tool
+
+    async def main():
+        ticks, done = [], asyncio.Event()
+
+        async def ticker():
+            while not done.is_set():
+                await asyncio.sleep(0.01)
+                ticks.append(1)
+                if len(ticks) >= 20:
+                    ticked.set()
+
+        task = asyncio.create_task(ticker())
+        result, _ = await call_tool(name, arguments)
+        done.set()
+        await task
+        return result, len(ticks)
+
+    return asyncio.run(main())

@@ -14,6 +14,7 @@ import pytest
 from agentclinic.backends.base import CALL_LOG, ChatResult, ImagePart, Message
 from agentclinic.tools import ToolArgumentError, ToolContext, ToolError, call_tool, tool_functions
 import agentclinic.tools.report_check as report_check
+from conftest import call_while_ticking
 from agentclinic.tools.report_check import MAX_REPORT, check_rules, error_type, locate, parse_model_errors, render
 from agentclinic.tools.report_errors import InjectionError, inject_error
 from agentclinic.tools.report_text import MAX_SENTENCE, ErrorType, Mention, compose_report, read_report, sample_reports
@@ -359,23 +360,7 @@ def test_check_report_leaves_the_event_loop_free(monkeypatch):
 
     monkeypatch.setattr(report_check, "check_rules", patient_check)
 
-    async def main():
-        ticks, done = [], asyncio.Event()
-
-        async def ticker():
-            while not done.is_set():
-                await asyncio.sleep(0.01)
-                ticks.append(1)
-                if len(ticks) >= 20:
-                    ticked.set()
-
-        task = asyncio.create_task(ticker())
-        result, _ = await call_tool("check_report", {"report": big})
-        done.set()
-        await task
-        return result, len(ticks)
-
-    result, ticks = asyncio.run(main())
+    result, ticks = call_while_ticking("check_report", {"report": big}, ticked)
     assert waited == [True] and ticks >= 20
     assert any(e["type"] == "repetition" for e in result.data["errors"])  # the findings are there four times
 

@@ -17,6 +17,7 @@ from PIL import Image
 from agentclinic.tools import TOOLS, ToolArgumentError, ToolArguments, ToolContext, ToolResult, call_tool
 from agentclinic.tools.registry import prepare_call, register_tool
 from agentclinic.tools.retrieval import MAX_QUERY
+from conftest import call_while_ticking
 
 
 @pytest.fixture
@@ -72,25 +73,9 @@ def test_computing_tools_run_in_a_worker_thread():
             return ToolResult(text=f"ticked: {ticked.wait(timeout=10)}",
                               data={"thread": threading.get_ident()})
 
-    async def main():
-        ticks, done = [], asyncio.Event()
-
-        async def ticker():
-            while not done.is_set():
-                await asyncio.sleep(0.01)
-                ticks.append(1)
-                if len(ticks) >= 20:
-                    ticked.set()
-
-        task = asyncio.create_task(ticker())
-        result, _ = await call_tool("busy_test_tool", {})
-        done.set()
-        await task
-        return result, len(ticks)
-
     register_tool(Busy())
     try:
-        result, ticks = asyncio.run(main())
+        result, ticks = call_while_ticking("busy_test_tool", {}, ticked)
     finally:
         TOOLS.pop("busy_test_tool")
     assert result.text == "ticked: True" and ticks >= 20 and result.data["thread"] != threading.get_ident()
