@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import math
 import threading
 from typing import ClassVar
@@ -89,3 +90,13 @@ def test_every_built_in_tool_keeps_the_event_loop_free():
     assert coroutines == {"check_report"}
     source = inspect.getsource(type(TOOLS["check_report"]).run)
     assert "asyncio.to_thread(check_rules" in source
+
+
+def test_function_schemas_carry_no_length_bounds_but_the_limits_hold():
+    """llama.cpp turns a tool's JSON schema into a grammar, and a ``maxLength`` of thousands of characters
+    crashed its server (segfault on tool_choice=retrieve); the schemas leave the bound out, the models keep it."""
+    from agentclinic.tools.registry import tool_functions
+
+    assert "maxLength" not in json.dumps(tool_functions())
+    with pytest.raises(ToolArgumentError, match=f"at most {MAX_QUERY} characters"):
+        prepare_call("retrieve", {"query": "x" * (MAX_QUERY + 1)})

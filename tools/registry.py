@@ -27,12 +27,23 @@ def get_tool(name: str) -> Tool:
     return tool
 
 
+def without_length_bounds(schema):
+    """A JSON schema without ``maxLength``: the arguments model still enforces it, but servers that turn a
+    schema into a grammar (llama.cpp) expand a bound of thousands of characters into a grammar they cannot
+    parse (llama-cpp-python 0.3.36 crashes on ``maxLength: 2000``). The descriptions state the limits."""
+    if isinstance(schema, dict):
+        return {k: without_length_bounds(v) for k, v in schema.items() if k != "maxLength"}
+    if isinstance(schema, list):
+        return [without_length_bounds(v) for v in schema]
+    return schema
+
+
 def tool_functions() -> list[dict]:
     """The registered tools as OpenAI-style function tools (name, description, JSON-schema parameters)."""
     functions = []
     for name in sorted(TOOLS):
         tool = TOOLS[name]
-        schema = tool.Arguments.model_json_schema()
+        schema = without_length_bounds(tool.Arguments.model_json_schema())
         schema.pop("title", None)
         functions.append({"type": "function", "function": {
             "name": name, "description": tool.description, "parameters": schema}})
