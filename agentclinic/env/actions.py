@@ -20,6 +20,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from agentclinic.backends.base import ToolCall
 from agentclinic.errors import AgentClinicError
+from agentclinic.scenario.reading import too_deep
 from agentclinic.scenario.schema import Strict, Text
 
 
@@ -232,19 +233,7 @@ def _check_text(text: str, what: str) -> None:
 def _loads(text: str, what: str) -> Any:
     """JSON text as a value, its size, nesting depth and numbers checked (before parsing, for the depth)."""
     _check_text(text, what)
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
-    if deepest > MAX_JSON_DEPTH:
+    if too_deep(text, MAX_JSON_DEPTH):
         raise ActionError(f"{what}: nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         value = json.loads(text, parse_constant=_no_constant)

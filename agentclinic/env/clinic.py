@@ -24,6 +24,7 @@ weight the axes itself. Every ``info`` names the ``embedder`` the agents match t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from agentclinic.env.actions import (
 from agentclinic.env.ledger import Budget, Ledger
 from agentclinic.errors import AgentClinicError, ConfigError, ScenarioError
 from agentclinic.runs.record import EpisodeRecord, Event, ToolCall
-from agentclinic.scenario.assets import check_asset, resolve_asset
+from agentclinic.scenario.assets import usable_asset
 from agentclinic.scenario.loaders import source_of
 from agentclinic.scenario.prices import PriceTable, price_table
 from agentclinic.scenario.schema import Image, Scenario
@@ -62,12 +63,9 @@ def image_info(image: Image, base: Path | None) -> dict:
     ``available``, or the ``reason`` it is not."""
     info = {"id": image.id, "modality": image.modality, "asset": image.asset, "path": None, "available": False}
     try:
-        path = resolve_asset(image.asset, base)
+        path = usable_asset(image.asset, base)
     except ScenarioError as exc:
         return info | {"reason": exc.message}
-    problem = check_asset(image.asset, base)
-    if problem is not None:
-        return info | {"reason": problem}
     return info | {"path": str(path), "available": True}
 
 
@@ -77,8 +75,9 @@ def tool_context(scenario: Scenario, reports: dict[str, str], out_dir: Path | No
     images = {}
     for image in scenario.images:
         images[image.id] = image_info(image, base)
-        if image.mask and check_asset(image.mask, base) is None:
-            images[image.id]["mask"] = str(resolve_asset(image.mask, base))
+        if image.mask:
+            with contextlib.suppress(ScenarioError):  # an unusable mask is left out (validate reports it)
+                images[image.id]["mask"] = str(usable_asset(image.mask, base))
     return ToolContext(scenario=scenario, images=images, reports=reports, out_dir=out_dir, model=model)
 
 

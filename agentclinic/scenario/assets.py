@@ -98,10 +98,18 @@ def _inside(roots: list[Path], inner: str, ref: str, where: str) -> Path:
     return next((p for p in candidates if p.exists()), candidates[0])
 
 
+def usable_asset(ref: str, base: Path | None = None) -> Path:
+    """The local path of an asset that is a readable image within the limits; raises ``ScenarioError``
+    saying why it cannot be used offline."""
+    path = resolve_asset(ref, base)
+    inspect_image(path, ref)
+    return path
+
+
 def check_asset(ref: str, base: Path | None = None) -> str | None:
     """Why an asset cannot be used offline, or None when it is a readable image within the limits."""
     try:
-        inspect_image(resolve_asset(ref, base), ref)
+        usable_asset(ref, base)
     except ScenarioError as exc:
         return exc.message
     return None
