@@ -174,6 +174,8 @@ def _knowledge_base_alternatives(scenario: Scenario) -> list[str]:
         diseases = knowledge_base()
     except Exception:  # noqa: BLE001 - the anchor falls back to a generic one
         return []
+    if scenario.diagnosis is None:  # a conversation station: nothing to anchor away from
+        return []
     own = {n.strip().lower() for n in scenario.diagnosis.names()}
     code = (scenario.diagnosis.icd10 or "")[:3]
     return [d.name for d in diseases if d.specialty == scenario.specialty and d.name.strip().lower() not in own

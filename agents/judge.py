@@ -764,6 +764,8 @@ class RuleJudge:
     def judge_sync(self, proposed: str | None, scenario: Scenario) -> Verdict:
         """The verdict, computed synchronously (``judge`` wraps this)."""
         condition = scenario.diagnosis
+        if condition is None:
+            return Verdict(level="none", correct=False, rationale="a conversation station has no diagnosis to match")
         if proposed is None or not str(proposed).strip() or not normalise(str(proposed)):
             return Verdict(level="none", correct=False, rationale="no diagnosis was proposed")
         name, bracketed = split_bracketed(condition.name)  # "... disease (COPD)": a name and an alias

@@ -640,7 +640,7 @@ class LLMJudge:
     async def judge(self, proposed: str | None, scenario: Scenario) -> Verdict:
         rule = await self.rule.judge(proposed, scenario)
         ruled = rule.model_copy(update={"rule_level": rule.level, "judge": "rule"})
-        if proposed is None or not str(proposed).strip():
+        if proposed is None or not str(proposed).strip() or scenario.diagnosis is None:
             return ruled
         diagnosis = scenario.diagnosis
         request = render_prompt("judge_request", diagnosis=diagnosis.name,

@@ -262,7 +262,7 @@ def _index_for(scenario: Scenario, embedder: Embedder) -> _Index:
     """The scenario's index, built once per embedder and scenario content (LRU)."""
     key = (scenario.id,
            tuple((f.id, f.text, f.disclosure.value, f.category.value, tuple(f.keywords)) for f in scenario.facts),
-           tuple(scenario.diagnosis.names()), tuple(t.result for t in scenario.tests))
+           tuple(scenario.diagnosis.names() if scenario.diagnosis else ()), tuple(t.result for t in scenario.tests))
     cache = _INDEXES.setdefault(embedder, OrderedDict())
     index = cache.get(key)
     if index is None:
@@ -289,7 +289,8 @@ def _name_pattern(name: str) -> re.Pattern[str]:
 
 def diagnosis_guard(scenario: Scenario):
     """A function text -> text with every name of the diagnosis replaced by 'it' (None if nothing is left)."""
-    names = sorted({n.strip() for n in scenario.diagnosis.names() if n.strip()}, key=len, reverse=True)
+    own = scenario.diagnosis.names() if scenario.diagnosis else []  # a station has none
+    names = sorted({n.strip() for n in own if n.strip()}, key=len, reverse=True)
     variants = set(names)
     for name in names:  # 'Early Lyme disease (facial palsy)' -> also without the parenthesis
         bare = re.sub(r"\s*\([^)]*\)", "", name).strip()

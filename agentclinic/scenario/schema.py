@@ -173,11 +173,134 @@ class RedFlag(Strict):
     facts: list[Slug] = Field(default_factory=list, description="ids of facts that answer it")
 
 
+SITUATIONS = ("breaking-bad-news", "pregnancy-loss", "dementia-diagnosis", "angry-relative", "refusal-of-treatment",
+              "antibiotic-demand", "opioid-request", "error-disclosure", "goals-of-care", "adolescent-confidentiality",
+              "interpreter", "health-literacy", "domestic-abuse", "suicide-risk", "uncertain-result", "other")
+"""The kinds of difficult conversation a station rehearses."""
+MOVES = ("introduction", "check-setting", "ask-perception", "ask-invitation", "warning-shot", "deliver-information",
+         "plain-language", "jargon", "silence", "naming-emotion", "understanding-statement", "respect-statement",
+         "support-statement", "explore-emotion", "empathy-statement", "open-question", "closed-question",
+         "ask-concerns", "false-reassurance", "blunt-news", "blaming", "dismissing-emotion", "interrupting",
+         "check-understanding", "summarise", "plan", "safety-net", "close", "apologise", "confidentiality",
+         "risk-question")
+"""The learner moves the conversation engine recognises (agentclinic.conversation.moves)."""
+RED_LINES = ("false-reassurance", "blaming", "jargon-unexplained", "dismissing-emotion", "breach-confidentiality",
+             "coercion", "judgemental", "withholding-error", "ignoring-risk", "talking-to-interpreter")
+"""What a learner must not do in a station (graded by agentclinic.conversation.grading)."""
+EMOTION_AXES = ("distress", "anger", "trust", "understanding")
+LINE_STATES = ("opening", "calm", "distressed", "angry", "withdrawn", "confused", "reassured", "closing", "unknown")
+"""The person's written lines, by state: the scripted emotional patient picks from them."""
+
+Level = Annotated[int, Field(ge=0, le=4)]
+MoveId = Literal[MOVES]  # type: ignore[valid-type]
+RedLineId = Literal[RED_LINES]  # type: ignore[valid-type]
+Lines = Annotated[list[Text], Field(min_length=1)]
+
+
+class Participant(Strict):
+    """Someone in the room; the first participant is the person the learner mainly talks to."""
+
+    role: Literal["patient", "relative", "interpreter"]
+    name: Text
+    description: str | None = None
+
+
+class InformationItem(Strict):
+    """Something the learner must get across, in clinical and plain words, and how the person reacts to it."""
+
+    id: Slug
+    text: Text = Field(description="the clinical version")
+    plain: Text = Field(description="the same in plain language")
+    keywords: list[Text] = Field(default_factory=list, description="words that show it being delivered")
+    essential: bool = True
+    reaction: list[Text] = Field(default_factory=list, description="what the person says on hearing it")
+
+
+class Concern(Strict):
+    """A hidden worry: said only when the learner invites it; ``cue`` is dropped unprompted."""
+
+    id: Slug
+    text: Text = Field(description="what the person says when invited")
+    cue: Text | None = Field(None, description="an emotional cue the person drops unprompted")
+    keywords: list[Text] = Field(default_factory=list)
+
+
+class EmotionStart(Strict):
+    """The emotional state, each axis 0..4."""
+
+    distress: Level = 2
+    anger: Level = 0
+    trust: Level = 2
+    understanding: Level = 1
+
+
+class EmotionArc(Strict):
+    """The starting state, and the learner moves that make it worse or better."""
+
+    start: EmotionStart = Field(default_factory=EmotionStart)
+    escalates: list[MoveId] = Field(default_factory=list)
+    settles: list[MoveId] = Field(default_factory=list)
+
+
+class StationLines(Strict):
+    """The person's written lines by state (the scripted patient picks by state and seed)."""
+
+    opening: Lines
+    calm: Lines
+    distressed: Lines
+    angry: Lines
+    withdrawn: Lines
+    confused: Lines
+    reassured: Lines
+    closing: Lines
+    unknown: Lines
+
+
+class RedLine(Strict):
+    id: RedLineId
+    text: str | None = None
+
+
+class ConversationBudget(Strict):
+    turns: Annotated[int, Field(ge=1, le=500)] = 30
+    minutes: Annotated[float, Field(gt=0, le=240)] = 15
+
+
+class Conversation(Strict):
+    """What a conversation station adds: the situation, the people, what to get across, the hidden
+    concerns, the emotional arc, the written lines, the red lines and the rubrics."""
+
+    situation: Literal[SITUATIONS]  # type: ignore[valid-type]
+    setting: Text
+    task: Text
+    participants: Annotated[list[Participant], Field(min_length=1)]
+    information: list[InformationItem] = Field(default_factory=list)
+    concerns: list[Concern] = Field(default_factory=list)
+    emotion: EmotionArc = Field(default_factory=EmotionArc)
+    lines: StationLines
+    red_lines: list[RedLine] = Field(default_factory=list)
+    rubric: list[Slug] = Field(default_factory=lambda: ["calgary-cambridge"])
+    budget: ConversationBudget = Field(default_factory=ConversationBudget)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Conversation:
+        for kind, ids in (("information", [i.id for i in self.information]), ("concern", [c.id for c in self.concerns]),
+                          ("red line", [r.id for r in self.red_lines]), ("rubric", self.rubric)):
+            if repeated := sorted(x for x, n in Counter(ids).items() if n > 1):
+                raise ValueError(f"duplicate {kind} ids: {repeated}")
+        return self
+
+    @property
+    def speaker(self) -> Participant:
+        return self.participants[0]
+
+
 class Scenario(Strict):
-    """One clinical case."""
+    """One clinical case (``kind: diagnostic``) or communication station (``kind: conversation``)."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
     id: Slug
+    kind: Literal["diagnostic", "conversation"] = "diagnostic"
     title: Text
     specialty: Text
     difficulty: Literal["easy", "medium", "hard"] = "medium"
@@ -190,10 +313,11 @@ class Scenario(Strict):
     images: list[Image] = Field(default_factory=list)
     unknown_tests: Literal["not-available", "normal"] = Field(
         "not-available", description="what the measurement agent says for a test the case lacks")
-    diagnosis: Condition
+    diagnosis: Condition | None = Field(None, description="required for diagnostic cases; none for stations")
     differential: list[Condition] = Field(default_factory=list)
     red_flags: list[RedFlag] = Field(default_factory=list)
     relevant_tools: list[Slug] = Field(default_factory=list, description="expert tools the case calls for (e.g. segment)")
+    conversation: Conversation | None = Field(None, description="the station: required for conversation, else none")
     _source: Any = PrivateAttr(None)  # loaders.Source: file and line numbers, when read from a file
 
     @field_validator("images", mode="before")
@@ -210,6 +334,12 @@ class Scenario(Strict):
 
     @model_validator(mode="after")
     def _ids_and_references(self) -> Scenario:
+        if self.kind == "diagnostic" and self.diagnosis is None:
+            raise ValueError("a diagnostic case needs a 'diagnosis' (or set 'kind: conversation' for a station)")
+        if self.kind == "diagnostic" and self.conversation is not None:
+            raise ValueError("'conversation' is for stations: set 'kind: conversation'")
+        if self.kind == "conversation" and self.conversation is None:
+            raise ValueError("a conversation station needs a 'conversation' block")
         for i, fact in enumerate(self.facts, 1):
             if fact.id is None:
                 fact.id = f"f{i}"
@@ -225,6 +355,11 @@ class Scenario(Strict):
             if missing:
                 raise ValueError(f"red flag {flag.text!r} names unknown facts {missing}")
         return self
+
+    @property
+    def is_station(self) -> bool:
+        """Whether this is a conversation station (no diagnosis; graded on the conversation)."""
+        return self.kind == "conversation"
 
     def fact(self, fact_id: str) -> Fact:
         return next(f for f in self.facts if f.id == fact_id)
