@@ -7,6 +7,7 @@ phantom, the lesion's true area (pixels of the mask x pixel area), diameter, cen
 pixel spacing and a description. Output is deterministic (fixed seeds, fixed UIDs and dates).
 
     python -m agentclinic.tools.phantoms scenarios/radiology/assets
+    python -m agentclinic.tools.phantoms scenarios/geriatrics/assets geriatrics   # another folder's set
 """
 
 from __future__ import annotations
@@ -129,6 +130,78 @@ def _head(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.nd
     return hu, bleed
 
 
+def _lower_abdomen(x: np.ndarray, y: np.ndarray, aorta_radius: float = 9.0) -> np.ndarray:
+    """Axial lower-abdomen slice (L3-L4, contrast-enhanced): fat, muscle wall, bowel loops, lower
+    renal poles, psoas muscles, spine, aorta (lumen radius ``aorta_radius`` mm) and IVC."""
+    hu = np.full(x.shape, -1000.0, dtype=np.float32)
+    hu[_ellipse(x, y, 0, 0, 150, 108)] = -100  # subcutaneous fat
+    hu[_ellipse(x, y, 0, 0, 134, 94)] = 50  # abdominal wall muscle
+    hu[_ellipse(x, y, 0, 0, 127, 87)] = -90  # intra-abdominal fat
+    for cx, cy, r in ((-60, -35, 17), (-25, -55, 15), (20, -50, 16), (55, -30, 18), (-5, -20, 13), (40, 5, 14)):
+        loop = _ellipse(x, y, cx, cy, r, r * 0.8)
+        hu[loop] = 35  # bowel wall
+        hu[_ellipse(x, y, cx, cy, r - 3, r * 0.8 - 3)] = 10  # fluid content
+        hu[_ellipse(x, y, cx, cy - r * 0.35, r - 5, r * 0.25)] = -1000  # gas, non-dependent
+    for side in (-1, 1):
+        hu[_ellipse(x, y, side * 78, 40, 20, 16, angle_deg=side * 30)] = 150  # lower renal pole (enhancing)
+        hu[_ellipse(x, y, side * 30, 50, 14, 17)] = 50  # psoas
+        hu[_ellipse(x, y, side * 40, 80, 22, 14)] = 50  # paraspinal muscles
+    hu[_ellipse(x, y, 0, 62, 20, 17)] = 250  # vertebral body
+    hu[_ellipse(x, y, 0, 62, 20, 17) & ~_ellipse(x, y, 0, 62, 17, 14)] = 700
+    hu[_ellipse(x, y, 12, 30, aorta_radius, aorta_radius)] = 230  # aortic lumen, left of midline
+    hu[_ellipse(x, y, -18, 32, 11, 8)] = 150  # IVC
+    return hu
+
+
+def _aortic_aneurysm(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Infrarenal abdominal aorta 68 mm across with an eccentric mural thrombus and a left
+    retroperitoneal haematoma beside it; the lesion is the whole aneurysm sac to its outer wall."""
+    hu = _lower_abdomen(x, y)
+    sac = _ellipse(x, y, 14, 8, 34, 33)
+    haematoma = (_ellipse(x, y, 50, 30, 26, 34, angle_deg=-25) | _ellipse(x, y, 36, 52, 14, 12)) & ~sac & \
+        _ellipse(x, y, 0, 0, 126, 86) & ~_ellipse(x, y, 0, 62, 20, 17)
+    hu[haematoma] = 62  # acute blood in the left retroperitoneum
+    hu[_ellipse(x, y, 30, 50, 12, 15)] = 50  # left psoas, displaced but intact
+    hu[sac] = 45  # aortic wall and laminated thrombus
+    hu[_ellipse(x, y, 6, 5, 17, 16)] = 230  # residual lumen, eccentric
+    return hu, sac
+
+
+def _psoas_abscess(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Right psoas enlarged by a rim-enhancing low-density collection; the lesion is the collection
+    with its rim. Aorta and the left psoas are normal."""
+    hu = _lower_abdomen(x, y)
+    swollen = _ellipse(x, y, -34, 48, 21, 24, angle_deg=10)
+    hu[swollen] = 55  # oedematous right psoas
+    collection = _ellipse(x, y, -36, 48, 15, 18, angle_deg=10)
+    hu[collection] = 95  # enhancing rim
+    hu[_ellipse(x, y, -36, 48, 12, 15, angle_deg=10)] = 18  # pus
+    return hu, collection
+
+
+def _subdural(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Axial head slice with a crescentic hypodense collection over the left convexity, compressing
+    the left hemisphere and shifting the midline to the right."""
+    hu = np.full(x.shape, -1000.0, dtype=np.float32)
+    hu[_ellipse(x, y, 0, 0, 78, 96)] = 40  # scalp
+    hu[_ellipse(x, y, 0, 0, 73, 91)] = 1100  # skull
+    inner = _ellipse(x, y, 0, 0, 66, 84)
+    shift = -6.0  # midline displaced towards the patient's right (image left)
+    brain = inner & _ellipse(x, y, shift, 0, 62, 83)
+    collection = inner & ~brain & (x > 0)
+    hu[inner] = 8  # CSF over the convexity where the brain does not reach
+    hu[brain] = 40  # cortex
+    hu[brain & _ellipse(x, y, shift, 0, 57, 78)] = 28  # white matter
+    for side, squeeze in ((-1, 1.0), (1, 0.55)):  # frontal horns; the left one effaced
+        hu[_ellipse(x, y, shift + side * 9, -22, 5 * squeeze, 16 * squeeze, angle_deg=side * -20)] = 8
+    hu[_ellipse(x, y, shift, 20, 3, 6)] = 8  # third ventricle
+    for _ in range(30):  # effaced sulci on the right only
+        t = rng.uniform(math.pi / 2 + 0.3, 3 * math.pi / 2 - 0.3)
+        hu[_ellipse(x, y, shift + 60 * math.cos(t), 81 * math.sin(t), 1.2, 1.2)] = 8
+    hu[collection] = 20  # chronic subdural fluid
+    return hu, collection
+
+
 PHANTOMS: tuple[PhantomSpec, ...] = (
     PhantomSpec("chest-ct-nodule", 512, 0.7, 18.0, 101, _chest,
                 "Synthetic axial chest CT (lung window): a solid 14 mm nodule in the right middle zone.",
@@ -141,6 +214,32 @@ PHANTOMS: tuple[PhantomSpec, ...] = (
                 "(about 72 HU) with a thin rim of oedema.",
                 "acute intraparenchymal haemorrhage", 72, "white matter and oedema (20-28 HU)", (40, 80), "HEAD"),
 )
+
+
+# Phantoms for cases outside radiology, by scenario folder (each written into scenarios/<folder>/assets).
+FOLDER_PHANTOMS: dict[str, tuple[PhantomSpec, ...]] = {
+    "radiology": PHANTOMS,
+    "vascular-surgery": (
+        PhantomSpec("abdomen-ct-aortic-aneurysm", 512, 0.7, 14.0, 404, _aortic_aneurysm,
+                    "Synthetic contrast-enhanced axial lower-abdomen CT: infrarenal aorta 68 mm across with "
+                    "eccentric mural thrombus and a left retroperitoneal haematoma.",
+                    "aneurysmal aortic sac (lumen and thrombus)", 45, "retroperitoneal fat and blood", (40, 400),
+                    "ABDOMEN"),
+    ),
+    "infectious-disease": (
+        PhantomSpec("abdomen-ct-psoas-collection", 512, 0.7, 14.0, 505, _psoas_abscess,
+                    "Synthetic contrast-enhanced axial lower-abdomen CT: a rim-enhancing low-density "
+                    "collection within an enlarged right psoas muscle.",
+                    "rim-enhancing psoas collection", 18, "psoas muscle (about 50 HU)", (40, 400), "ABDOMEN"),
+    ),
+    "geriatrics": (
+        PhantomSpec("head-ct-subdural-collection", 256, 0.9, 5.0, 606, _subdural,
+                    "Synthetic unenhanced axial head CT: a crescentic hypodense extra-axial collection over the "
+                    "left convexity with midline shift to the right.",
+                    "crescentic hypodense extra-axial collection", 20, "cortex (about 40 HU) and skull",
+                    (40, 80), "HEAD"),
+    ),
+}
 
 
 def render(spec: PhantomSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -229,15 +328,15 @@ def _geometry(mask: np.ndarray, spacing: float) -> dict:
     }
 
 
-def write_phantoms(folder: str | Path) -> dict:
-    """Write every phantom's DICOM, mask PNG and ``phantoms.json`` into ``folder``; returns the index."""
+def write_phantoms(folder: str | Path, specs: tuple[PhantomSpec, ...] = PHANTOMS) -> dict:
+    """Write each phantom's DICOM, mask PNG and ``phantoms.json`` into ``folder``; returns the index."""
     from PIL import Image
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     index: dict = {"note": "Synthetic CT phantoms generated by agentclinic.tools.phantoms; not patient data.",
                    "phantoms": {}}
-    for spec in PHANTOMS:
+    for spec in specs:
         image, mask = render(spec)
         _dicom(spec, image, folder / f"{spec.name}.dcm")
         Image.fromarray((mask * 255).astype(np.uint8), mode="L").save(folder / f"{spec.name}-mask.png", optimize=True)
@@ -259,10 +358,12 @@ def write_phantoms(folder: str | Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m agentclinic.tools.phantoms OUTPUT_FOLDER", file=sys.stderr)
+    if len(args) not in (1, 2) or (len(args) == 2 and args[1] not in FOLDER_PHANTOMS):
+        print("usage: python -m agentclinic.tools.phantoms OUTPUT_FOLDER [SET]\n"
+              f"  SET: the scenario folder whose phantoms to write ({', '.join(FOLDER_PHANTOMS)}; default radiology)",
+              file=sys.stderr)
         return 2
-    index = write_phantoms(args[0])
+    index = write_phantoms(args[0], FOLDER_PHANTOMS[args[1]] if len(args) == 2 else PHANTOMS)
     for name, entry in index["phantoms"].items():
         lesion = entry["lesion"]
         print(f"{name}: {lesion['kind']}, {lesion['area_mm2']} mm2, diameter {lesion['diameter_mm']} mm")
