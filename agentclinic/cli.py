@@ -294,9 +294,11 @@ def judge_audit(
 
 
 from agentclinic.cli_tools import kb_app, tool_command  # noqa: E402
+from agentclinic.tui.command import tui_command  # noqa: E402  (textual is imported when the command runs)
 
 app.add_typer(kb_app, name="kb")
 app.command("tool")(tool_command)
+app.command("tui")(tui_command)
 
 
 def main() -> None:

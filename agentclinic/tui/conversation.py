@@ -1,0 +1,413 @@
+"""The conversation screen: chat, input with history, clock and turns, notes, the person's state
+(instructor setting), and for diagnostic cases the examination, tests, images and tools."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, Footer, Header, Input, Label, RichLog, Static, TextArea
+
+from agentclinic.scenario.schema import Scenario
+from agentclinic.tui.render import emotion_bars, image_text
+from agentclinic.tui.session import Line, TuiSession
+
+if TYPE_CHECKING:
+    from agentclinic.tui.app import ClinicApp
+
+ROLE_STYLES = {"clinician": ("You", "bold cyan"), "patient": ("Patient", "bold yellow"),
+               "relative": ("Relative", "bold yellow"), "interpreter": ("Interpreter", "bold magenta"),
+               "clinic": ("Clinic", "bold green"), "note": ("", "dim italic")}
+EXAM_SYSTEMS = "general, cardiovascular, respiratory, abdominal, neurological, skin, musculoskeletal, ENT, eyes"
+
+
+class HistoryInput(Input):
+    """A one-line input that recalls earlier entries with Up and Down."""
+
+    BINDINGS = [Binding("up", "older", "Previous", show=False), Binding("down", "newer", "Next", show=False)]
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.history: list[str] = []
+        self._index = 0
+
+    def remember(self, text: str) -> None:
+        if text and (not self.history or self.history[-1] != text):
+            self.history.append(text)
+        self._index = len(self.history)
+
+    def action_older(self) -> None:
+        if self.history and self._index > 0:
+            self._index -= 1
+            self.value = self.history[self._index]
+            self.cursor_position = len(self.value)
+
+    def action_newer(self) -> None:
+        if self._index < len(self.history) - 1:
+            self._index += 1
+            self.value = self.history[self._index]
+        else:
+            self._index, self.value = len(self.history), ""
+        self.cursor_position = len(self.value)
+
+
+class AskDialog(ModalScreen[str | None]):
+    """A small dialog: a title, help text, one input; returns the text, or None when cancelled."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, help_text: str | Text, placeholder: str = ""):
+        super().__init__()
+        self.heading, self.help_text, self.placeholder = title, help_text, placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.heading, id="dialog-title")
+            yield Static(self.help_text, id="dialog-help")
+            yield Input(placeholder=self.placeholder, id="dialog-input")
+            with Horizontal(id="dialog-buttons"):
+                yield Button("OK", variant="primary", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#ok")
+    def _ok(self) -> None:
+        self.dismiss(self.query_one(Input).value.strip())
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def chat_text(line: Line) -> Text:
+    label, style = ROLE_STYLES.get(line.role, (line.role.title(), "bold"))
+    text = Text()
+    if label:
+        text.append(f"{label}{' (instructor)' if line.instructor else ''}: ", style=style)
+    text.append(line.text, style="dim italic" if line.role == "note" else "")
+    return text
+
+
+class ConversationScreen(Screen):
+    """One station in play. The session is created (the clinic built, off the event loop) on mount."""
+
+    BINDINGS = [
+        Binding("ctrl+e", "end", "End", priority=True),
+        Binding("ctrl+s", "save", "Save", priority=True),
+        Binding("ctrl+p", "pause", "Pause", priority=True),
+        Binding("ctrl+d", "end", "End", show=False, priority=True),
+        Binding("ctrl+c", "end_and_quit", "End and quit", show=False, priority=True),
+        Binding("ctrl+q", "end_and_quit", "Quit", priority=True),
+        Binding("ctrl+n", "notes", "Notes"),
+        Binding("ctrl+t", "take_over", "Take over reply", show=False),
+        Binding("f2", "toggle_emotion", "State", show=False),
+    ]
+
+    def __init__(self, scenario: Scenario):
+        super().__init__()
+        self.scenario = scenario
+        self.session: TuiSession | None = None
+        self.busy = True
+        self.take_over_next = False
+        self.pending: Any = None  # the clinician's message awaiting the instructor's patient reply
+        self.doctor = None  # a model doctor the instructor plays against
+
+    @property
+    def clinic_app(self) -> ClinicApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        diagnostic = getattr(self.scenario, "kind", "diagnostic") != "conversation"
+        yield Header()
+        with Horizontal(id="status-bar"):
+            yield Static("", id="clock")
+            yield Static("", id="turns")
+            yield Static("", id="mode")
+        with Horizontal(id="conversation-body"):
+            with Vertical(id="chat-column"):
+                yield RichLog(id="chat", wrap=True, markup=False, auto_scroll=True)
+                yield HistoryInput(placeholder="Preparing the patient...", id="say", disabled=True)
+                if diagnostic:
+                    with Horizontal(id="actions"):
+                        for name in ("Examine", "Tests", "Images", "Tools", "Diagnose"):
+                            yield Button(name, id=f"do-{name.lower()}", disabled=True)
+            with Vertical(id="side"):
+                yield Label("Person's state (instructor)", id="emotion-title")
+                yield Static("", id="emotion")
+                yield Label("Notes (saved with the session)", id="notes-title")
+                yield TextArea(id="notes")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title, self.sub_title = self.scenario.title, self.scenario.id
+        self.show_emotion(self.clinic_app.settings.show_emotion)
+        self.set_interval(1.0, self.tick)
+        self.begin()
+
+    # -- starting ----------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="turn")
+    async def begin(self) -> None:
+        app = self.clinic_app
+        chat = self.query_one("#chat", RichLog)
+        try:
+            clinic = await asyncio.to_thread(app.clinic_for, self.scenario)
+            self.session = session = app.new_session(self.scenario, clinic)
+            brief = await asyncio.to_thread(session.start)
+        except Exception as exc:  # noqa: BLE001 - shown to the learner, nothing was played
+            chat.write(Text(f"Cannot start this case: {type(exc).__name__}: {exc}", style="bold red"))
+            return
+        chat.write(Text("Brief: ", style="bold green") + Text(brief))
+        chat.write(Text("Type to speak; Up/Down recall what you said. Ctrl+E ends, Ctrl+S saves, Ctrl+P pauses"
+                        + (", Ctrl+T takes over the next reply." if app.settings.instructor else "."),
+                        style="dim italic"))
+        if app.settings.doctor != "human":
+            self.doctor = await asyncio.to_thread(app.make_doctor)
+            self.doctor.reset(brief, session.seed)
+        self.set_busy(False)
+        self.refresh_status()
+        if self.doctor is not None:
+            await self.doctor_turn(brief)
+
+    # -- the status bar and side panel -------------------------------------------------------------
+
+    def tick(self) -> None:
+        session = self.session
+        if session is None or session.finished:
+            return
+        self.refresh_status()
+        if session.time_up and not self.busy:
+            self.finish(reason="time")
+
+    def refresh_status(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        elapsed = int(session.elapsed())
+        clock = f"time {elapsed // 60:02d}:{elapsed % 60:02d}"
+        if session.minutes:
+            limit = int(session.minutes * 60)
+            clock += f" / {limit // 60:02d}:{limit % 60:02d}"
+        self.query_one("#clock", Static).update(clock)
+        self.query_one("#turns", Static).update(f"turn {session.turn}" + (f" / {session.max_turns}"
+                                                                            if session.max_turns else ""))
+        mode = "PAUSED (Ctrl+P resumes)" if session.paused else ""
+        if self.pending is not None:
+            mode = "instructor: type the person's reply (empty: the patient answers)"
+        elif self.take_over_next or self.clinic_app.settings.play_patient:
+            mode = mode or "instructor takes over the next reply"
+        self.query_one("#mode", Static).update(mode)
+        if self.clinic_app.settings.show_emotion or self.query_one("#emotion").display:
+            self.query_one("#emotion", Static).update(emotion_bars(session.emotion()))
+
+    def show_emotion(self, visible: bool) -> None:
+        for widget in ("#emotion", "#emotion-title"):
+            self.query_one(widget).display = visible
+
+    def set_busy(self, busy: bool) -> None:
+        self.busy = busy
+        paused = self.session is not None and self.session.paused
+        say = self.query_one("#say", HistoryInput)
+        say.disabled = busy or paused
+        for button in self.query("#actions Button"):
+            button.disabled = busy or paused or self.pending is not None
+        if self.pending is not None:
+            say.placeholder = "Instructor: the person's reply (Enter with nothing lets the patient answer)"
+        elif paused:
+            say.placeholder = "Paused"
+        else:
+            say.placeholder = "Speak to the patient..." if not busy else "..."
+        if not say.disabled:
+            say.focus()
+
+    def write_lines(self, lines: list[Line]) -> None:
+        chat = self.query_one("#chat", RichLog)
+        for line in lines:
+            chat.write(chat_text(line))
+
+    # -- playing -----------------------------------------------------------------------------------
+
+    @on(Input.Submitted, "#say")
+    def _submitted(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        say = self.query_one("#say", HistoryInput)
+        if self.busy or self.session is None or self.session.finished:
+            return
+        if self.pending is not None:  # the instructor's reply to the clinician message on screen
+            say.value = ""
+            (message, shown), self.pending = self.pending, None
+            if text:
+                self.session.take_over(text)
+            self.play(message, shown=shown, echoed=True)
+            return
+        if not text:
+            return
+        say.remember(text)
+        say.value = ""
+        if self.take_over_next or self.clinic_app.settings.play_patient:
+            self.take_over_next = False
+            self.hold_for_instructor(text)
+            return
+        self.play(text)
+
+    def hold_for_instructor(self, message: Any, shown: str | None = None) -> None:
+        """Show the clinician's message and wait for the instructor to write the person's reply."""
+        shown = shown or str(message)
+        self.pending = (message, shown)
+        self.write_lines([Line("clinician", shown, (self.session.turn if self.session else 0) + 1)])
+        self.set_busy(False)
+        self.refresh_status()
+
+    @work(exclusive=True, group="turn")
+    async def play(self, message: Any, shown: str | None = None, echoed: bool = False) -> None:
+        """Send one turn to the clinic and show what came back (images drawn in the chat); ``echoed``: the
+        clinician's line is already on screen."""
+        session = self.session
+        assert session is not None
+        self.set_busy(True)
+        before = len(session.lines)
+        result = await session.send(message, shown=shown)
+        self.write_lines(session.lines[before + (1 if echoed else 0):])
+        if result is not None:
+            for image in result.info.get("images") or []:
+                self.show_image(image)
+        else:
+            self.query_one("#chat", RichLog).write(Text(f"The session failed: {session.error}", style="bold red"))
+        self.refresh_status()
+        if session.finished:
+            self.clinic_app.show_debrief(session)
+            return
+        self.set_busy(False)
+        if self.doctor is not None:
+            await self.doctor_turn(result.observation)
+
+    async def doctor_turn(self, observation: str) -> None:
+        """A model doctor's next message, held for the instructor's reply."""
+        from agentclinic.env.actions import raw_output
+
+        self.set_busy(True)
+        try:
+            action = await self.doctor.act(observation)
+        except Exception as exc:  # noqa: BLE001 - the doctor failed: end and record
+            self.query_one("#chat", RichLog).write(Text(f"The doctor failed: {exc}", style="bold red"))
+            self.finish()
+            return
+        shown = raw_output(action)
+        self.hold_for_instructor(action, shown=shown if isinstance(shown, str) else str(shown))
+
+    def show_image(self, image: dict) -> None:
+        chat = self.query_one("#chat", RichLog)
+        title = f"Image {image.get('id')} ({image.get('modality')})"
+        if image.get("path"):
+            chat.write(Text(title, style="bold green"))
+            chat.write(image_text(image["path"], width=min(64, max(16, chat.size.width - 4))))
+        else:
+            chat.write(Text(f"{title}: {image.get('reason') or 'unavailable'}", style="italic"))
+
+    # -- diagnostic actions ------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#actions Button")
+    def _action(self, event: Button.Pressed) -> None:
+        name = (event.button.id or "").removeprefix("do-")
+        if name == "images":
+            self.play({"type": "request_image"}, shown="(requests the images)")
+            return
+        prices = self.clinic_app.price_lines()
+        dialogs = {
+            "examine": ("Examine", f"A body system, or nothing for a full examination ({EXAM_SYSTEMS}).",
+                        "e.g. cardiovascular", lambda t: ({"type": "examine", "system": t or None},
+                                                          f"(examines {t or 'everything'})")),
+            "tests": ("Order tests", prices, "test names, comma-separated",
+                      lambda t: ({"type": "order_tests", "tests": [x.strip() for x in t.split(",") if x.strip()]},
+                                 f"(orders {t})") if t else None),
+            "tools": ("Call a tool", self.clinic_app.tool_lines(), 'name {"argument": ...}',
+                      lambda t: (f"CALL TOOL: {t}", f"(calls {t})") if t else None),
+            "diagnose": ("Diagnosis", "Your diagnosis ends the case.", "e.g. aortic stenosis",
+                         lambda t: ({"type": "diagnose", "primary": t}, f"(diagnosis: {t})") if t else None),
+        }
+        title, help_text, placeholder, build = dialogs[name]
+
+        def done(text: str | None) -> None:
+            if text is None:
+                return
+            built = build(text)
+            if built is not None:
+                self.play(built[0], shown=built[1])
+
+        self.app.push_screen(AskDialog(title, help_text, placeholder), done)
+
+    # -- pause, save, end --------------------------------------------------------------------------
+
+    def action_pause(self) -> None:
+        session = self.session
+        if session is None or session.finished:
+            return
+        session.resume() if session.paused else session.pause()
+        self.set_busy(self.busy)
+        self.refresh_status()
+
+    def action_save(self) -> None:
+        if self.session is None:
+            return
+        self.session.notes = self.query_one("#notes", TextArea).text
+        try:
+            path = self.session.save()
+        except Exception as exc:  # noqa: BLE001 - tell the learner; the record is still written at the end
+            self.notify(f"Not saved: {exc}", severity="error")
+            return
+        self.notify(f"Saved to {path}")
+
+    def action_notes(self) -> None:
+        self.query_one("#notes", TextArea).focus()
+
+    def action_take_over(self) -> None:
+        if self.clinic_app.settings.instructor:
+            self.take_over_next = not self.take_over_next
+            self.refresh_status()
+
+    def action_toggle_emotion(self) -> None:
+        if self.clinic_app.settings.instructor:
+            widget = self.query_one("#emotion")
+            self.show_emotion(not widget.display)
+            self.refresh_status()
+
+    def action_end(self) -> None:
+        self.finish()
+
+    def action_end_and_quit(self) -> None:
+        self.finish(quit_after=True)
+
+    @work(exclusive=True, group="end")
+    async def finish(self, reason: str | None = None, quit_after: bool = False) -> None:
+        """End the session (graded and recorded), then the debrief, or quit."""
+        app = self.clinic_app
+        session = self.session
+        if session is None:  # nothing was played
+            if quit_after:
+                app.exit()
+            return
+        self.set_busy(True)
+        self.query_one("#mode", Static).update("ending: grading and saving...")
+        await self.workers_done()
+        session.notes = self.query_one("#notes", TextArea).text
+        await session.end(reason=reason)
+        if quit_after:
+            app.exit(app.farewell(session))
+        else:
+            app.show_debrief(session)
+
+    async def workers_done(self) -> None:
+        """Wait for a turn in flight (never cancelled: a half-played turn would be lost)."""
+        turn_workers = [w for w in self.workers if w.group == "turn" and not w.is_finished]
+        for worker in turn_workers:
+            await worker.wait()
