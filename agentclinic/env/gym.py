@@ -19,27 +19,55 @@ with. ``RewardWeights(env, weights)`` re-weights the terminal reward from ``info
 
 ``info`` is kept batchable by vector envs (same type for a key in every env, or the key absent):
 the verdict is absent until there is one, and a verdict's empty fields are left out.
+
+Observation modes (``obs_mode``): ``"text"`` (the latest observation, ``Text``) or ``"messages"`` (the whole
+consultation as chat messages: a tuple of ``{"role", "content"}`` dicts, ``Sequence(Dict(Text, Text))``).
+The messages are what ``agentclinic run --doctor openai/<model>`` sends a text-mode LLM doctor: the system
+message is the doctor's action protocol (``agents/prompts/doctor_text.md``), the first user message the case
+brief, each assistant message an action as the doctor sent it, each user message an observation; the user
+messages before an action carry the turn counter. A policy trained on them meets the same prompt when it is
+evaluated with the CLI. The episode's last step's ``info`` holds ``transcript`` (those messages, in either
+mode) and ``record`` (the ``EpisodeRecord`` object; ``.model_dump(mode="json")`` gives a dict. An object,
+not a dict, so that vector envs keep it whole rather than splitting its fields into arrays).
+
+Scenarios: ``split=`` ("train" / "validation" / "test", or a ``Split``) restricts the cases ``reset`` samples
+to one split (``agentclinic.scenario.splits``); ``kinds=`` the scenario kinds played (diagnostic only by
+default: conversation stations have no diagnosis). ``reset(options={"scenario": id_or_Scenario})`` plays a
+given case (any case of the allowed kinds, whatever the split); without it, the next item of
+``env.scenario_queue`` when there is one, else a case of the split drawn with the env's RNG. In vector envs,
+``envs.set_attr("scenario_queue", [[...], [...]])`` gives each sub-env its own queue (a list: one per
+sub-env), which autoresets follow too; ``envs.reset(options=...)`` would give every sub-env the same options.
+
+Pickling: the env pickles mid-episode. With the default scripted clinic it is rebuilt from its constructor
+arguments in the new process and the episode's actions are replayed (the clinic is deterministic); a clinic
+passed in (``clinic=``) travels as it is and must itself be picklable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import string
 import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 import gymnasium as gym
 from gymnasium import spaces
 
-from agentclinic.env.actions import MAX_ACTION_CHARS
+from agentclinic.env.actions import MAX_ACTION_CHARS, raw_output
 from agentclinic.env.clinic import Clinic
 from agentclinic.env.ledger import Budget
 from agentclinic.scenario.loaders import BANK_DIR, ScenarioSet, load_scenarios
 from agentclinic.scenario.schema import Scenario
+from agentclinic.scenario.splits import Split, split_scenarios
 from agentclinic.scoring.rewards import ScoreWeights, composite
 
 CHARSET = string.ascii_letters + string.digits + string.punctuation + " \n"
 MAX_OBSERVATION = 8192
+ObsMode = Literal["text", "messages"]
+OBS_MODES = ("text", "messages")
 SPELLED = {"°": "deg", "µ": "u", "μ": "u", "×": "x", "–": "-", "—": "-", "’": "'", "‘": "'", "“": '"', "”": '"',
            "≥": ">=", "≤": "<=", "±": "+/-", "…": "...", "→": "->", "\t": " ", "½": "1/2", "²": "^2", "³": "^3"}
 
@@ -86,6 +114,23 @@ def batchable(info: dict) -> dict:
     return info
 
 
+def kind_of(scenario: Scenario) -> str:
+    """A scenario's kind ("diagnostic" for files written before kinds existed)."""
+    return getattr(scenario, "kind", None) or "diagnostic"
+
+
+def message_space() -> spaces.Sequence:
+    """The ``messages`` observation space: a tuple of {"role", "content"} dicts of text."""
+    return spaces.Sequence(spaces.Dict({"role": spaces.Text(9, charset=string.ascii_lowercase),
+                                        "content": spaces.Text(MAX_OBSERVATION, min_length=1, charset=CHARSET)}))
+
+
+def action_text(action: object) -> str:
+    """A doctor's action as the assistant message of a transcript: text as sent, anything else as JSON."""
+    raw = raw_output(action)
+    return raw if isinstance(raw, str) else json.dumps(raw)
+
+
 class ClinicEnv(gym.Env):
     """A consultation per episode; ``reset(seed=..., options={"scenario": id})`` picks the case."""
 
@@ -94,40 +139,92 @@ class ClinicEnv(gym.Env):
     def __init__(self, scenarios: str | Path | list[Scenario] | ScenarioSet | None = None,
                  max_turns: int = 20, budget: Budget | None = None, clinic: Clinic | None = None,
                  render_mode: str | None = None, image_policy: str = "on-request",
-                 weights: ScoreWeights | dict | str | None = None):
+                 weights: ScoreWeights | dict | str | None = None, *,
+                 split: str | Split | None = None, obs_mode: ObsMode = "text",
+                 kinds: Iterable[str] = ("diagnostic",)):
+        self._init_kwargs = {k: v for k, v in locals().items() if k not in ("self", "__class__")}  # for pickling
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"unknown obs_mode {obs_mode!r}; expected one of: {', '.join(OBS_MODES)}")
         if isinstance(scenarios, (str, Path)) or scenarios is None:
             scenarios = load_scenarios(scenarios or BANK_DIR)
-        self.scenarios = list(scenarios)
+        kinds = tuple(kinds)
+        self.pool = [s for s in scenarios if kind_of(s) in kinds]  # every case reset may play when asked
+        self.split = Split.parse(split)
+        self.scenarios = split_scenarios(self.pool, self.split) if self.split else list(self.pool)  # sampled
         if not self.scenarios:
-            raise ValueError("ClinicEnv needs at least one scenario")
-        self.by_id = {s.id: s for s in self.scenarios}
+            where = f" in the {self.split.name} split" if self.split else ""
+            raise ValueError(f"ClinicEnv needs at least one scenario of kind {' or '.join(kinds)}{where}")
+        self.by_id = {s.id: s for s in self.pool}
+        self.scenario_queue: list[str | Scenario] = []  # played in order by resets without options["scenario"]
         self.clinic = clinic or scripted_clinic(budget or Budget(turns=max_turns), image_policy=image_policy)
         if weights is not None:
             self.clinic.weights = ScoreWeights.parse(weights)
-        self.observation_space = spaces.Text(MAX_OBSERVATION, min_length=1, charset=CHARSET)
+        self.obs_mode = obs_mode
+        self.observation_space = (spaces.Text(MAX_OBSERVATION, min_length=1, charset=CHARSET) if obs_mode == "text"
+                                  else message_space())
         self.action_space = spaces.Text(MAX_ACTION_CHARS, min_length=1, charset=CHARSET)
         self.render_mode = render_mode
         self._loop = asyncio.new_event_loop()
         self._last = ""
+        self.messages: list[dict[str, str]] = []  # the consultation as chat messages
+        self._episode: dict | None = None  # scenario, seed and actions of the episode in play (for pickling)
+
+    def _scenario(self, wanted: str | Scenario | None) -> Scenario:
+        if isinstance(wanted, Scenario):
+            return wanted
+        if wanted is None:
+            return self.scenarios[int(self.np_random.integers(len(self.scenarios)))]
+        if wanted not in self.by_id:
+            raise KeyError(f"no scenario {wanted!r} of kind {' or '.join(self._init_kwargs['kinds'])} here; "
+                           f"known: {', '.join(sorted(self.by_id)[:10])}...")
+        return self.by_id[wanted]
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         wanted = (options or {}).get("scenario")
-        if wanted is not None:
-            if wanted not in self.by_id:
-                raise KeyError(f"no scenario {wanted!r}; known: {', '.join(sorted(self.by_id)[:10])}...")
-            scenario = self.by_id[wanted]
-        else:
-            scenario = self.scenarios[int(self.np_random.integers(len(self.scenarios)))]
-        episode_seed = int(self.np_random.integers(2**31 - 1))
+        if wanted is None and self.scenario_queue:
+            wanted = self.scenario_queue.pop(0)
+        scenario = self._scenario(wanted)
+        observation, info = self._begin(scenario, int(self.np_random.integers(2**31 - 1)))
+        return self._observation(), batchable(info)
+
+    def _begin(self, scenario: Scenario, episode_seed: int) -> tuple[str, dict]:
+        """Start the clinic's episode and the transcript."""
         observation, info = self.clinic.reset(scenario, episode_seed)
+        self._episode = {"scenario": scenario, "seed": episode_seed, "actions": []}
         self._last = to_charset(observation)
-        return self._last, batchable(info)
+        self.messages = [self._message("system", self._system_prompt()),
+                         self._message("user", f"Case brief: {observation}", counter=True)]
+        return observation, info
 
     def step(self, action):
         result = self._loop.run_until_complete(self.clinic.step(action))
+        self._episode["actions"].append(action)
         self._last = to_charset(result.observation)
-        return self._last, result.reward, result.terminated, result.truncated, batchable(result.info)
+        done = result.terminated or result.truncated
+        self.messages += [self._message("assistant", action_text(action)),
+                          self._message("user", result.observation, counter=not done)]
+        info = batchable(result.info)
+        if done:
+            info |= {"transcript": [dict(m) for m in self.messages], "record": self.clinic.record}
+        return self._observation(), result.reward, result.terminated, result.truncated, info
+
+    def _observation(self):
+        return self._last if self.obs_mode == "text" else tuple(dict(m) for m in self.messages)
+
+    def _system_prompt(self) -> str:
+        from agentclinic.agents.llm import render_prompt
+
+        return render_prompt("doctor_text", max_turns=self.clinic.budget.turns, bias="")
+
+    def _message(self, role: str, text: str, counter: bool = False) -> dict[str, str]:
+        """A chat message; ``counter`` adds the turn counter the CLI's LLM doctor sees before each action."""
+        if counter:
+            from agentclinic.agents.llm import render_prompt
+
+            turn, turns = self.clinic.ledger.turns + 1, self.clinic.budget.turns
+            text += "\n\n" + render_prompt("doctor_turn", turn=turn, max_turns=turns, left=max(0, turns - turn))
+        return {"role": role, "content": to_charset(text)}
 
     def render(self):
         if self.render_mode == "ansi":
@@ -137,6 +234,25 @@ class ClinicEnv(gym.Env):
     def close(self):
         if not self._loop.is_closed():
             self._loop.close()
+
+    def __getstate__(self) -> dict:
+        state = {"init": self._init_kwargs, "np_random": self._np_random, "np_random_seed": self._np_random_seed,
+                 "queue": list(self.scenario_queue), "episode": self._episode}
+        if self._init_kwargs["clinic"] is not None:  # the given clinic travels in "init", its episode with it
+            state |= {"messages": self.messages, "last": self._last}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state["init"])
+        self.scenario_queue = state["queue"]
+        episode = state["episode"]
+        if episode is not None and self._init_kwargs["clinic"] is not None:
+            self._episode, self.messages, self._last = episode, state["messages"], state["last"]
+        elif episode is not None:  # a rebuilt scripted clinic: replay the episode in play
+            self._begin(episode["scenario"], episode["seed"])
+            for action in episode["actions"]:
+                self.step(action)
+        self._np_random, self._np_random_seed = state["np_random"], state["np_random_seed"]
 
 
 class RewardWeights(gym.Wrapper):

@@ -145,6 +145,13 @@ class ScenarioSet:
     def ids(self) -> list[str]:
         return [s.id for s in self.scenarios]
 
+    def split(self, name: str, seed: int = 0, fractions: Iterable[float] = (0.6, 0.2, 0.2),
+              method: str = "hash") -> ScenarioSet:
+        """The scenarios of one split (train / validation / test; ``agentclinic.scenario.splits``)."""
+        from agentclinic.scenario.splits import split_scenarios
+
+        return ScenarioSet(split_scenarios(self.scenarios, name, seed, tuple(fractions), method), list(self.errors))
+
 
 def scenario_files(path: Path) -> list[Path]:
     """The scenario files under ``path`` (itself if a file), sorted; dotfiles, ``_``-prefixed names and
