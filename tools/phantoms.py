@@ -202,6 +202,218 @@ def _subdural(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[n
     return hu, collection
 
 
+def _thorax(x: np.ndarray, y: np.ndarray, contrast: bool = False) -> np.ndarray:
+    """Axial mid-chest slice without a lesion: fat and muscle wall, ribs, lungs, heart (blood pool
+    enhanced when ``contrast``), spine and descending aorta."""
+    blood = 170.0 if contrast else 40.0
+    hu = np.full(x.shape, -1000.0, dtype=np.float32)
+    hu[_ellipse(x, y, 0, 5, 160, 112)] = -100  # subcutaneous fat
+    hu[_ellipse(x, y, 0, 5, 148, 100)] = 45  # chest wall muscle
+    for deg in (-150, -125, -100, -80, -55, -30, 30, 55, 125, 150):
+        t = math.radians(deg)
+        hu[_ellipse(x, y, 140 * math.cos(t), 5 + 93 * math.sin(t), 6, 4, angle_deg=deg + 90)] = 650
+    hu[_ellipse(x, y, -70, 0, 62, 82) | _ellipse(x, y, 70, 0, 60, 80)] = -850  # lungs
+    hu[_ellipse(x, y, 12, -5, 38, 55, angle_deg=-20)] = 40  # heart
+    hu[_ellipse(x, y, 12, -5, 30, 46, angle_deg=-20)] = blood  # cardiac chambers
+    hu[_ellipse(x, y, 0, 75, 20, 18)] = 250  # vertebral body
+    hu[_ellipse(x, y, 0, 75, 20, 18) & ~_ellipse(x, y, 0, 75, 17, 15)] = 700
+    hu[_ellipse(x, y, 27, 52, 13, 13)] = blood  # descending aorta
+    return hu
+
+
+def _great_vessels(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Contrast-enhanced upper-chest slice at the great vessels: lungs, trachea, ascending and
+    descending aorta, superior vena cava, spine."""
+    hu = _thorax(x, y, contrast=True)
+    hu[_ellipse(x, y, 12, -5, 38, 55, angle_deg=-20) & ~_ellipse(x, y, -70, 0, 62, 82)
+       & ~_ellipse(x, y, 70, 0, 60, 80)] = -90  # mediastinal fat above the heart
+    hu[_ellipse(x, y, -5, -5, 30, 60)] = -90
+    hu[_ellipse(x, y, -12, -18, 15, 15)] = 170  # ascending aorta
+    hu[_ellipse(x, y, 27, 48, 13, 13)] = 170  # descending aorta
+    hu[_ellipse(x, y, -35, -22, 9, 10)] = 170  # superior vena cava
+    hu[_ellipse(x, y, 0, 25, 10, 9)] = -1000  # trachea
+    return hu
+
+
+def _mediastinal_mass(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Bulky lobulated anterior mediastinal soft-tissue mass (55 HU) in front of the enhancing great
+    vessels, bulging into both lungs and squeezing the superior vena cava to a slit."""
+    hu = _great_vessels(x, y)
+    mass = (_ellipse(x, y, 0, -55, 50, 27) | _ellipse(x, y, -32, -45, 20, 17) | _ellipse(x, y, 30, -48, 18, 15)
+            | _ellipse(x, y, -36, -24, 12, 12)) & _ellipse(x, y, 0, 5, 147, 99) & ~_ellipse(x, y, -12, -18, 17, 17)
+    svc = _ellipse(x, y, -40, -18, 2.5, 7, angle_deg=20)
+    hu[mass] = 55
+    hu[svc] = 170  # compressed superior vena cava
+    return hu, mass & ~svc
+
+
+def _hilar_nodes(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Contrast-enhanced slice at the hila: symmetrical enlarged hilar nodes and a subcarinal node,
+    with small nodules along the fissures and vessels; the lesion is the right hilar node mass."""
+    hu = _great_vessels(x, y)
+    hu[_ellipse(x, y, 8, -30, 15, 13)] = 170  # main pulmonary artery
+    for side in (-1, 1):
+        hu[_ellipse(x, y, side * 30, -10, 6, 6)] = 170  # right and left pulmonary arteries
+        hu[_ellipse(x, y, side * 20, 24, 5, 5)] = -1000  # main bronchi
+    right = _ellipse(x, y, -46, 2, 14, 18) | _ellipse(x, y, -40, 18, 9, 8)
+    hu[right] = 50
+    hu[_ellipse(x, y, 46, 2, 13, 16) | _ellipse(x, y, 40, 17, 8, 7)] = 50  # left hilar nodes
+    hu[_ellipse(x, y, 0, 40, 11, 7)] = 50  # subcarinal node
+    for _ in range(40):  # perilymphatic micronodules, 2-3 mm
+        side = rng.choice((-1, 1))
+        cx, cy = side * rng.uniform(80, 115), rng.uniform(-50, 50)
+        hu[_ellipse(x, y, cx, cy, 1.3, 1.3)] = 30
+    return hu, right
+
+
+def _cavity(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Thick-walled cavity (air lumen) in the right lung with surrounding branching nodules; the
+    lesion is the whole cavitating mass, wall and lumen."""
+    hu = _thorax(x, y)
+    lesion = _ellipse(x, y, -78, -30, 17, 15, angle_deg=15)
+    hu[lesion] = 40
+    hu[_ellipse(x, y, -76, -32, 9, 7, angle_deg=15)] = -950  # air in the cavity
+    for _ in range(25):  # tree-in-bud nodules around it
+        cx, cy = rng.uniform(-115, -45), rng.uniform(-70, 20)
+        if math.dist((cx, cy), (-78, -30)) > 24 and _ellipse(np.array([cx]), np.array([cy]), -70, 0, 55, 75)[0]:
+            hu[_ellipse(x, y, cx, cy, 1.5, 1.5)] = 30
+            hu[_ellipse(x, y, cx + 2, cy + 2, 2.5, 0.6, angle_deg=45)] = 30
+    return hu, lesion
+
+
+def _pericardial(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Unenhanced mid-chest slice: a large fluid collection (10 HU) encircling the heart, about
+    20 mm deep; the lesion is the fluid ring."""
+    hu = _thorax(x, y)
+    sac = _ellipse(x, y, 12, -5, 58, 74, angle_deg=-20)
+    heart = _ellipse(x, y, 10, -3, 36, 50, angle_deg=-20)
+    hu[sac] = 10
+    hu[heart] = 40
+    hu[sac & ~_ellipse(x, y, 12, -5, 60, 76, angle_deg=-20)] = 40
+    return hu, sac & ~heart
+
+
+def _child_consolidation(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Child's chest at the lung bases (the top slice of an abdominal CT), two-thirds adult size: dense
+    consolidation with air bronchograms in the posterior right lower lobe."""
+    s = 0.65
+    hu = _thorax(x / s, y / s)
+    lesion = _ellipse(x, y, -46, 22, 24, 20, angle_deg=20) & _ellipse(x, y, -70 * s, 0, 60 * s, 80 * s)
+    hu[lesion] = 35
+    for dx in (-8, 2, 10):  # air bronchograms, branching tubes
+        hu[_ellipse(x, y, -46 + dx, 22 - dx / 2, 10, 1.0, angle_deg=30 + 4 * dx) & lesion] = -900
+    return hu, lesion
+
+
+def _torsed_ovary(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Axial pelvic slice: bladder, uterus, iliac bones and sacrum, a normal left ovary, an enlarged
+    oedematous right ovary with peripheral follicles, a twisted pedicle and a little free fluid."""
+    hu = np.full(x.shape, -1000.0, dtype=np.float32)
+    hu[_ellipse(x, y, 0, 5, 150, 100)] = -100
+    hu[_ellipse(x, y, 0, 5, 138, 90)] = 45  # wall and gluteal muscle
+    hu[_ellipse(x, y, 0, 5, 118, 72)] = -90  # pelvic fat
+    for side in (-1, 1):
+        hu[_ellipse(x, y, side * 112, 22, 12, 42, angle_deg=side * 15)] = 650  # iliac bone
+        hu[_ellipse(x, y, side * 90, 15, 10, 20)] = 50  # iliacus
+    hu[_ellipse(x, y, 0, 68, 34, 16)] = 350  # sacrum
+    hu[_ellipse(x, y, 0, -45, 38, 24)] = 5  # bladder, urine
+    hu[_ellipse(x, y, 10, 8, 27, 20)] = 45  # uterus
+    hu[_ellipse(x, y, 48, 18, 15, 10)] = 35  # left ovary
+    for cx, cy in ((44, 16), (52, 21)):
+        hu[_ellipse(x, y, cx, cy, 3, 3)] = 8
+    ovary = _ellipse(x, y, -55, 10, 33, 27, angle_deg=-10)
+    hu[ovary] = 30
+    for k in range(10):  # small follicles pushed to the periphery
+        t = 2 * math.pi * k / 10
+        hu[_ellipse(x, y, -55 + 25 * math.cos(t), 10 + 19 * math.sin(t), 3.5, 3.5)] = 8
+    hu[_ellipse(x, y, -22, 4, 8, 6) & ~ovary] = 40  # twisted pedicle
+    hu[_ellipse(x, y, -22, 4, 4, 3)] = 15
+    hu[_ellipse(x, y, -15, 45, 18, 8)] = 12  # free fluid in the pouch of Douglas
+    return hu, ovary
+
+
+def _orbits(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Axial slice through the orbits: globes with lenses, orbital fat, optic nerves, ethmoid air
+    cells; the right ethmoid cells are opacified, a lentiform collection lies against the right medial
+    orbital wall, and the right globe is pushed forward with swollen eyelids."""
+    hu = np.full(x.shape, -1000.0, dtype=np.float32)
+    hu[_ellipse(x, y, 0, 5, 74, 92)] = 40  # soft tissue
+    hu[_ellipse(x, y, 0, 8, 69, 86)] = 1000  # skull
+    hu[_ellipse(x, y, 0, 8, 64, 81)] = 35  # brain: temporal lobes and brain stem
+    hu[_ellipse(x, y, -10, -70, 30, 20)] = 45  # right eyelids and cheek, swollen
+    for side, forward in ((-1, 5.0), (1, 0.0)):
+        cx = side * 33
+        hu[_ellipse(x, y, cx, -42, 19, 30)] = -90  # orbital fat cone
+        hu[_ellipse(x, y, cx, -62 - forward, 12, 12)] = 10  # globe
+        hu[_ellipse(x, y, cx, -62 - forward, 12, 12) & ~_ellipse(x, y, cx, -62 - forward, 11, 11)] = 60
+        hu[_ellipse(x, y, cx, -72 - forward, 4, 1.6)] = 120  # lens
+        hu[_ellipse(x, y, cx * 0.85, -34, 2.2, 12, angle_deg=side * -12)] = 35  # optic nerve
+        hu[_ellipse(x, y, cx - side * 14, -42, 2, 22)] = 35  # medial rectus
+        hu[_ellipse(x, y, cx + side * 17, -40, 2, 20)] = 35  # lateral rectus
+    ethmoid = _ellipse(x, y, 0, -45, 11, 22)
+    hu[ethmoid] = -1000
+    hu[ethmoid & (x < 0)] = 25  # right ethmoid cells opacified
+    hu[_ellipse(x, y, 0, -45, 0.8, 22)] = 400  # septum
+    for wall in (-11.5, 11.5):
+        hu[_ellipse(x, y, wall, -45, 0.7, 22)] = 500  # lamina papyracea
+    collection = _ellipse(x, y, -16.5, -46, 4, 12)
+    hu[collection] = 22
+    return hu, collection
+
+
+def _extradural(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Axial head slice: a biconvex hyperdense extra-axial collection over the right temporal
+    convexity under a fracture of the squamous temporal bone, with scalp swelling and a small midline
+    shift to the left."""
+    hu = np.full(x.shape, -1000.0, dtype=np.float32)
+    hu[_ellipse(x, y, 0, 0, 78, 96)] = 40
+    hu[_ellipse(x, y, -78, -8, 8, 22)] = 50  # scalp haematoma
+    hu[_ellipse(x, y, 0, 0, 73, 91)] = 1100
+    inner = _ellipse(x, y, 0, 0, 66, 84)
+    lens = inner & _ellipse(x, y, -104, -8, 50, 50)
+    shift = 4.0
+    hu[inner] = 40
+    hu[inner & _ellipse(x, y, shift, 0, 61, 79)] = 28
+    for side in (-1, 1):
+        hu[_ellipse(x, y, shift + side * 9, -22, 5, 16, angle_deg=side * -20)] = 8
+    hu[_ellipse(x, y, shift, 20, 3, 6)] = 8
+    hu[(np.abs(y + 10) < 0.6) & (x < -64) & (x > -75)] = 40  # fracture line through the skull
+    hu[lens] = 68
+    return hu, lens
+
+
+def _polycystic(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Unenhanced slice at the renal hila: both kidneys enlarged and replaced by many fluid-density
+    cysts, a few liver cysts, and one hyperdense (60 HU) 30 mm cyst in the left kidney (the lesion)."""
+    hu = np.full(x.shape, -1000.0, dtype=np.float32)
+    hu[_ellipse(x, y, 0, 0, 150, 108)] = -100
+    hu[_ellipse(x, y, 0, 0, 134, 94)] = 50
+    hu[_ellipse(x, y, 0, 0, 127, 87)] = -90
+    liver = _ellipse(x, y, -62, -28, 60, 46) & _ellipse(x, y, 0, 0, 126, 86)
+    hu[liver] = 58
+    for cx, cy, r in ((-80, -40, 7), (-50, -20, 5), (-40, -50, 4)):
+        hu[_ellipse(x, y, cx, cy, r, r)] = 5  # liver cysts
+    hu[_ellipse(x, y, 20, -55, 16, 13)] = 35  # bowel
+    hu[_ellipse(x, y, 0, 62, 20, 17)] = 250
+    hu[_ellipse(x, y, 0, 62, 20, 17) & ~_ellipse(x, y, 0, 62, 17, 14)] = 700
+    hu[_ellipse(x, y, 12, 30, 10, 10)] = 40  # aorta
+    hu[_ellipse(x, y, -18, 32, 11, 8)] = 38  # IVC
+    for side in (-1, 1):
+        hu[_ellipse(x, y, side * 40, 82, 20, 12)] = 50  # paraspinal muscles
+        kidney = _ellipse(x, y, side * 80, 30, 36, 52, angle_deg=side * 25)
+        hu[kidney] = 32
+        placed = 0
+        while placed < 14:  # simple cysts of many sizes
+            cx, cy, r = side * 80 + rng.uniform(-30, 30), 30 + rng.uniform(-45, 45), rng.uniform(4, 11)
+            if _ellipse(np.array([cx]), np.array([cy]), side * 80, 30, 34 - r, 50 - r, angle_deg=side * 25)[0] \
+                    and math.dist((cx, cy), (88, 40)) > r + 17:
+                hu[_ellipse(x, y, cx, cy, r, r)] = 6
+                placed += 1
+    lesion = _ellipse(x, y, 88, 40, 15, 15)
+    hu[lesion] = 60
+    return hu, lesion
+
+
 PHANTOMS: tuple[PhantomSpec, ...] = (
     PhantomSpec("chest-ct-nodule", 512, 0.7, 18.0, 101, _chest,
                 "Synthetic axial chest CT (lung window): a solid 14 mm nodule in the right middle zone.",
@@ -238,6 +450,66 @@ FOLDER_PHANTOMS: dict[str, tuple[PhantomSpec, ...]] = {
                     "left convexity with midline shift to the right.",
                     "crescentic hypodense extra-axial collection", 20, "cortex (about 40 HU) and skull",
                     (40, 80), "HEAD"),
+    ),
+    "neurosurgery": (
+        PhantomSpec("head-ct-extradural-collection", 256, 0.9, 5.0, 701, _extradural,
+                    "Synthetic unenhanced axial head CT: a biconvex hyperdense extra-axial collection over the "
+                    "right temporal convexity beneath a skull fracture, with scalp swelling.",
+                    "biconvex hyperdense extra-axial collection", 68, "cortex (about 40 HU) and skull", (40, 80),
+                    "HEAD"),
+    ),
+    "urology": (
+        PhantomSpec("abdomen-ct-renal-cysts", 512, 0.7, 12.0, 702, _polycystic,
+                    "Synthetic unenhanced axial CT at the renal hila: both kidneys enlarged and replaced by "
+                    "cysts, small liver cysts, and a 30 mm hyperdense cyst in the left kidney.",
+                    "hyperdense (haemorrhagic) renal cyst", 60, "renal parenchyma and simple cysts", (40, 400),
+                    "ABDOMEN"),
+    ),
+    "haematology-oncology": (
+        PhantomSpec("chest-ct-mediastinal-mass", 512, 0.7, 14.0, 703, _mediastinal_mass,
+                    "Synthetic contrast-enhanced axial chest CT at the great vessels: a bulky lobulated anterior "
+                    "mediastinal soft-tissue mass.",
+                    "anterior mediastinal soft-tissue mass", 55, "mediastinal fat and enhancing vessels", (40, 400),
+                    "CHEST"),
+    ),
+    "pulmonology": (
+        PhantomSpec("chest-ct-hilar-nodes", 512, 0.7, 14.0, 704, _hilar_nodes,
+                    "Synthetic contrast-enhanced axial chest CT at the hila: enlarged symmetrical hilar and "
+                    "subcarinal lymph nodes with small perilymphatic lung nodules.",
+                    "right hilar lymph node mass", 50, "aerated lung and enhancing pulmonary arteries", (40, 400),
+                    "CHEST"),
+    ),
+    "tropical-medicine": (
+        PhantomSpec("chest-ct-cavity", 512, 0.7, 18.0, 705, _cavity,
+                    "Synthetic axial chest CT (lung window): a thick-walled cavitating lesion in the right lung "
+                    "with surrounding branching micronodules.",
+                    "thick-walled cavitating lesion", 40, "aerated lung (about -850 HU)", (-600, 1500), "CHEST"),
+    ),
+    "emergency-medicine": (
+        PhantomSpec("chest-ct-pericardial-fluid", 512, 0.7, 14.0, 706, _pericardial,
+                    "Synthetic unenhanced axial chest CT: a large fluid-density collection encircling the heart.",
+                    "circumferential pericardial fluid", 10, "myocardium (about 40 HU) and lung", (40, 400),
+                    "CHEST"),
+    ),
+    "paediatrics": (
+        PhantomSpec("chest-ct-child-lung-base", 512, 0.5, 14.0, 707, _child_consolidation,
+                    "Synthetic axial CT of a child's lung bases (lung window): dense consolidation with air "
+                    "bronchograms in the posterior right lower lobe.",
+                    "consolidated lung with air bronchograms", 35, "aerated lung (about -850 HU)", (-600, 1500),
+                    "CHEST"),
+    ),
+    "obstetrics-gynaecology": (
+        PhantomSpec("pelvis-ct-adnexal-mass", 512, 0.7, 12.0, 708, _torsed_ovary,
+                    "Synthetic unenhanced axial pelvic CT: an enlarged right adnexal structure with peripheral "
+                    "follicles, a twisted pedicle towards the uterus and a little free fluid.",
+                    "enlarged right ovary", 30, "pelvic fat and uterus", (40, 400), "PELVIS"),
+    ),
+    "ophthalmology": (
+        PhantomSpec("orbit-ct-medial-collection", 512, 0.45, 8.0, 709, _orbits,
+                    "Synthetic contrast-enhanced axial CT of the orbits: opacified right ethmoid cells, a "
+                    "lentiform collection along the right medial orbital wall and right proptosis.",
+                    "lentiform collection against the right lamina papyracea", 22, "orbital fat (about -90 HU)",
+                    (40, 400), "HEAD"),
     ),
 }
 
