@@ -35,13 +35,21 @@ def _fail(exc: AgentClinicError) -> None:
 
 @scenarios_app.command("list")
 def list_scenarios(paths: Paths = None, format: Format = None, as_json: AsJson = False,
-                   skip_errors: Annotated[bool, typer.Option(help="load what can be loaded")] = True) -> None:
-    """List scenarios: id, specialty, difficulty, counts and diagnosis."""
+                   skip_errors: Annotated[bool, typer.Option(help="load what can be loaded")] = True,
+                   split: Annotated[Optional[str], typer.Option(help="only this split: train, validation "
+                                                                     "or test")] = None,
+                   split_seed: Annotated[int, typer.Option(help="seed of the split's hash")] = 0) -> None:
+    """List scenarios: id, split, specialty, difficulty, counts and diagnosis."""
+    from agentclinic.scenario.splits import Split, assign_splits
+
     try:
         loaded = load_scenarios(paths or [BANK_DIR], format=format, skip_errors=skip_errors)
+        wanted = Split.parse(split, seed=split_seed)
     except AgentClinicError as exc:
         _fail(exc)
-    rows = [{"id": s.id, "title": s.title, "specialty": s.specialty, "difficulty": s.difficulty,
+    splits = assign_splits(loaded, split_seed)
+    loaded.scenarios = [s for s in loaded if wanted is None or splits[s.id] == wanted.name]
+    rows = [{"id": s.id, "split": splits[s.id], "title": s.title, "specialty": s.specialty, "difficulty": s.difficulty,
              "facts": len(s.facts), "tests": len(s.tests), "images": len(s.images),
              "kind": s.kind, "diagnosis": s.diagnosis.name if s.diagnosis else None,
              "icd10": s.diagnosis.icd10 if s.diagnosis else None,
@@ -50,7 +58,7 @@ def list_scenarios(paths: Paths = None, format: Format = None, as_json: AsJson =
         print(json.dumps({"scenarios": rows, "errors": [str(e) for e in loaded.errors]}, indent=2))
         return
     table = Table(title=f"{len(rows)} scenarios")
-    columns = ("id", "kind", "specialty", "difficulty", "facts", "tests", "images", "diagnosis", "icd10")
+    columns = ("id", "split", "kind", "specialty", "difficulty", "facts", "tests", "images", "diagnosis", "icd10")
     for column in columns:
         table.add_column(column, no_wrap=column != "diagnosis")
     for row in rows:
@@ -157,6 +165,9 @@ def run(
     max_turns: Annotated[Optional[int], typer.Option(help="turn budget (AgentClinic: 20)")] = None,
     max_tests: Annotated[Optional[int], typer.Option(help="test budget")] = None,
     max_cost: Annotated[Optional[float], typer.Option(help="money budget, US dollars")] = None,
+    split: Annotated[Optional[str], typer.Option(help="play one split of the scenarios: train, validation or test "
+                                                     "(by a stable hash of each id; recorded in run.json)")] = None,
+    split_seed: Annotated[Optional[int], typer.Option(help="seed of the split's hash (default 0)")] = None,
     weights: Annotated[Optional[str], typer.Option(help="score axis weights of the composite reward, e.g. "
                                                        "'diagnosis=0.8,coverage=0.2' (axes left out weigh 0; "
                                                        "default: docs/scoring.md)")] = None,
@@ -178,7 +189,7 @@ def run(
                  doctor_bias=doctor_bias, image_policy=image_policy, cache=str(cache) if cache else None,
                  temperature=temperature, max_tokens=max_tokens, model_seed=model_seed, episodes=episodes, seed=seed,
                  concurrency=concurrency, max_turns=max_turns, max_tests=max_tests, max_cost=max_cost, weights=weights,
-                 out=str(out) if out else None, run_id=run_id)
+                 split=split, split_seed=split_seed, out=str(out) if out else None, run_id=run_id)
     try:
         resolved, other = resolve_config(flags, config)
         folder, summary = run_session(resolved, out=Path(other["out"] or "runs"), run_id=other["run_id"],

@@ -34,7 +34,8 @@ from agentclinic.env.ledger import Budget
 from agentclinic.errors import ConfigError
 from agentclinic.runs.runner import run_episodes
 from agentclinic.runs.writer import RunWriter, check_run_id
-from agentclinic.scenario.loaders import BANK_DIR, load_scenarios
+from agentclinic.scenario.loaders import BANK_DIR, ScenarioSet, load_scenarios
+from agentclinic.scenario.splits import Split, split_record, split_scenarios
 from agentclinic.scenario.schema import Strict
 from agentclinic.scoring.rewards import ScoreWeights
 
@@ -63,6 +64,7 @@ class RunConfig(Strict):
     max_tests: int | None = Field(None, ge=0)
     max_cost: float | None = Field(None, ge=0)
     weights: ScoreWeights = Field(default_factory=ScoreWeights)  # the composite reward's axis weights
+    split: Split | None = None  # play only this split of the scenarios (agentclinic.scenario.splits)
 
     def role_settings(self, role: str) -> Settings:
         return self.settings.get(role) or Settings()
@@ -104,6 +106,8 @@ class FileConfig(Strict):
     max_tests: int | None = None
     max_cost: float | None = None
     weights: dict[str, float] | str | None = None  # score axis weights: a [weights] table, or "axis=w,..."
+    split: Literal["train", "validation", "test"] | None = None
+    split_seed: int | None = None
     out: str | None = None
     run_id: str | None = None
 
@@ -189,6 +193,7 @@ def resolve_config(flags: dict[str, Any], config_file: str | Path | None = None)
         "image_policy": merged.get("image_policy") or "on-request",
         "cache": str(merged["cache"]) if merged.get("cache") else None, "settings": settings,
         "weights": ScoreWeights.parse(merged.get("weights")),
+        "split": Split.parse(merged.get("split"), seed=merged.get("split_seed")),
         **{k: merged[k] for k in ("episodes", "seed", "concurrency", "max_turns", "max_tests", "max_cost")
            if merged.get(k) is not None},
     }
@@ -268,9 +273,16 @@ def run_session(config: RunConfig, *, out: Path, run_id: str | None = None, resu
     if console and config.doctor_bias and config.doctor.split(":")[0] in ("scripted", "random", "human"):
         console.print(f"[yellow]note:[/yellow] the {config.doctor.split(':')[0]} doctor ignores biases "
                       "(recorded as not applied)")
+    split_saved = {}
+    if config.split is not None:  # the run plays one split; run.json keeps every scenario's assignment
+        split_saved = {"split_assignment": split_record(scenarios, config.split).assignment}
+        scenarios = ScenarioSet(split_scenarios(scenarios, config.split), scenarios.errors)
+        if not scenarios.scenarios:
+            raise ConfigError(f"no scenario of {', '.join(config.scenarios)} is in the {config.split.name} split "
+                              f"(seed {config.split.seed})")
     episodes = config.episodes or len(scenarios)
     saved = config.model_dump(mode="json") | {"episodes": episodes, "scenario_ids": scenarios.ids(),
-                                              "embedder": embedder}  # a resume with another embedder is refused
+                                              "embedder": embedder} | split_saved  # another embedder: refused
     with writer:  # the folder is locked from start to summary
         done = writer.start(saved, resume=resume)
         plan = [(i, scenarios.scenarios[i % len(scenarios)], config.seed + i) for i in range(episodes)
