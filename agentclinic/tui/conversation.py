@@ -144,7 +144,7 @@ class ConversationScreen(Screen):
             with Vertical(id="side"):
                 yield Label("Person's state (instructor)", id="emotion-title")
                 yield Static("", id="emotion")
-                yield Label("Notes (saved with the session)", id="notes-title")
+                yield Label("Notes (Ctrl+N)", id="notes-title")
                 yield TextArea(id="notes")
         yield Footer()
 
@@ -160,10 +160,13 @@ class ConversationScreen(Screen):
     async def begin(self) -> None:
         app = self.clinic_app
         chat = self.query_one("#chat", RichLog)
+        chat.write(Text("Preparing the patient (the first case loads the language model: up to a minute)...",
+                        style="dim italic"))
         try:
             clinic = await asyncio.to_thread(app.clinic_for, self.scenario)
-            self.session = session = app.new_session(self.scenario, clinic)
+            session = app.new_session(self.scenario, clinic)
             brief = await asyncio.to_thread(session.start)
+            self.session = session
         except Exception as exc:  # noqa: BLE001 - shown to the learner, nothing was played
             chat.write(Text(f"Cannot start this case: {type(exc).__name__}: {exc}", style="bold red"))
             return
@@ -199,8 +202,11 @@ class ConversationScreen(Screen):
             limit = int(session.minutes * 60)
             clock += f" / {limit // 60:02d}:{limit % 60:02d}"
         self.query_one("#clock", Static).update(clock)
-        self.query_one("#turns", Static).update(f"turn {session.turn}" + (f" / {session.max_turns}"
-                                                                            if session.max_turns else ""))
+        turns = f"turn {session.turn}" + (f" / {session.max_turns}" if session.max_turns else "")
+        if session.kind == "diagnostic":
+            ledger = session.clinic.ledger
+            turns += f" · tests {ledger.tests} · cost ${ledger.cost:,.0f}"
+        self.query_one("#turns", Static).update(turns)
         mode = "PAUSED (Ctrl+P resumes)" if session.paused else ""
         if self.pending is not None:
             mode = "instructor: type the person's reply (empty: the patient answers)"
@@ -310,7 +316,7 @@ class ConversationScreen(Screen):
         title = f"Image {image.get('id')} ({image.get('modality')})"
         if image.get("path"):
             chat.write(Text(title, style="bold green"))
-            chat.write(image_text(image["path"], width=min(64, max(16, chat.size.width - 4))))
+            chat.write(image_text(image["path"], width=min(48, max(16, chat.size.width - 4))))
         else:
             chat.write(Text(f"{title}: {image.get('reason') or 'unavailable'}", style="italic"))
 

@@ -128,7 +128,8 @@ class DebriefScreen(Screen):
     """What the learner did, with their own words as evidence."""
 
     BINDINGS = [Binding("m", "export_markdown", "Export Markdown"), Binding("h", "export_html", "Export HTML"),
-                Binding("l,escape", "library", "Library"), Binding("q,ctrl+q,ctrl+c,ctrl+d", "app.quit", "Quit")]
+                Binding("l,escape", "library", "Library"), Binding("q", "app.quit", "Quit"),
+                Binding("ctrl+q,ctrl+c,ctrl+d", "app.quit", "Quit", show=False, priority=True)]
 
     def __init__(self, session: TuiSession):
         super().__init__()

@@ -60,18 +60,18 @@ def brief_markdown(scenario: Scenario) -> str:
         if any(limits):
             lines += ["", f"**Budget.** {' · '.join(x for x in limits if x)}"]
     else:
-        lines += ["", f"Patient: {scenario.patient.describe()}."]
+        lines += ["", f"**Patient.** {scenario.patient.describe()}."]
         if scenario.images:
-            lines.append(f"Images available on request: {len(scenario.images)}.")
-    lines += ["", "_Press Enter (or the Start button) to begin._"]
+            lines += ["", f"**Images.** {len(scenario.images)}, on request."]
+    lines += ["", "_Press Enter to begin._"]
     return "\n".join(lines)
 
 
 class LibraryScreen(Screen):
     """Every case in the scenario folders, filterable; the highlighted case's brief on the right."""
 
-    BINDINGS = [Binding("enter", "start", "Start", priority=False), Binding("slash", "search", "Search"),
-                Binding("ctrl+q", "app.quit", "Quit"), Binding("ctrl+c,ctrl+d", "app.quit", "Quit", show=False)]
+    BINDINGS = [Binding("slash", "search", "Search"), Binding("ctrl+q", "app.quit", "Quit", priority=True),
+                Binding("ctrl+c,ctrl+d", "app.quit", "Quit", show=False, priority=True)]
 
     def __init__(self, scenarios: Sequence[Scenario], errors: Sequence[str] = ()):
         super().__init__()
@@ -86,17 +86,16 @@ class LibraryScreen(Screen):
                 values = sorted({getattr(r, name) for r in self.rows} - {"-"})
                 yield Select([(v, v) for v in values], prompt=f"any {name}", id=f"filter-{name}")
             yield Input(placeholder="search", id="search")
-        with Horizontal(id="library-body"):
-            yield DataTable(id="cases", cursor_type="row", zebra_stripes=True)
-            with VerticalScroll(id="preview"):
-                yield Markdown(id="brief")
+        yield DataTable(id="cases", cursor_type="row", zebra_stripes=True)
+        with VerticalScroll(id="preview"):
+            yield Markdown(id="brief")
         yield Static(id="library-status")
         yield Footer()
 
     def on_mount(self) -> None:
         self.title, self.sub_title = "agentclinic", "case library"
         table = self.query_one("#cases", DataTable)
-        for label, width in (("kind", 12), ("case", 44), ("specialty", 18), ("level", 7), ("situation", 22)):
+        for label, width in (("kind", 12), ("case", 50), ("specialty", 18), ("level", 6), ("situation", 24)):
             table.add_column(label, width=width, key=label)
         self.refresh_rows()
         table.focus()
@@ -118,7 +117,7 @@ class LibraryScreen(Screen):
         rows = self.visible()
         for row in rows:
             table.add_row(row.kind, escape(row.title), row.specialty, row.difficulty, row.situation, key=row.id)
-        status = f"{len(rows)} of {len(self.rows)} cases"
+        status = f"{len(rows)} of {len(self.rows)} cases · Enter: start · /: search · Tab: filters · Ctrl+Q: quit"
         if self.errors:
             status += f" · {len(self.errors)} files skipped (first: {self.errors[0][:120]})"
         self.query_one("#library-status", Static).update(escape(status))

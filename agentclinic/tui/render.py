@@ -15,12 +15,12 @@ EMOTION_COLOURS = {"distress": "magenta", "anger": "red", "trust": "green", "und
 SCALE = 4  # each emotion is 0..4
 
 
-def half_blocks(pixels: np.ndarray, width: int = 60) -> Text:
-    """An image (H x W grey or H x W x 3 uint8) as ``width`` columns of '▀' cells: the foreground is the
-    upper pixel, the background the lower one, so a row of text shows two rows of pixels."""
+def half_blocks(pixels: np.ndarray, width: int = 48, max_rows: int = 20) -> Text:
+    """An image (H x W grey or H x W x 3 uint8) in at most ``width`` columns and ``max_rows`` rows of '▀'
+    cells: the foreground is the upper pixel, the background the lower one (a cell is two pixels tall)."""
     image = Image.fromarray(pixels).convert("RGB")
-    width = max(4, min(width, image.width))
-    rows = max(1, round(image.height * width / image.width / 2))  # terminal cells are about twice as tall
+    width = max(4, min(width, image.width, round(max_rows * 2 * image.width / image.height)))
+    rows = max(1, round(image.height * width / image.width / 2))
     data = np.asarray(image.resize((width, rows * 2), Image.Resampling.LANCZOS))
     text = Text()
     for y in range(rows):
@@ -33,7 +33,7 @@ def half_blocks(pixels: np.ndarray, width: int = 60) -> Text:
     return text
 
 
-def image_text(path: str, width: int = 60) -> Text:
+def image_text(path: str, width: int = 48) -> Text:
     """A local image file (PNG, JPEG, DICOM...) in half blocks, or why it cannot be shown."""
     from agentclinic.tools import ToolError
     from agentclinic.tools.imaging import display_image
@@ -57,7 +57,7 @@ def emotion_bars(state: Mapping[str, int] | None) -> Text:
     text = Text()
     for i, name in enumerate(EMOTIONS):
         value = int(state.get(name, 0))
-        text.append(f"{name:<13}", style="bold")
+        text.append(f"{name:<14}", style="bold")
         text.append(bar(value), style=EMOTION_COLOURS[name])
         text.append(f" {value}")
         if i < len(EMOTIONS) - 1:
@@ -71,13 +71,13 @@ def arc_chart(arc: Sequence[Mapping[str, int]]) -> Text:
         return Text("no emotional arc recorded", style="italic")
     text = Text()
     for name in EMOTIONS:
-        text.append(f"{name:<13}", style="bold")
+        text.append(f"{name:<14}", style="bold")
         for point in arc:
             level = max(0, min(SCALE, int(point.get(name, 0))))
             text.append(LEVELS[level * 2] if level else "_", style=EMOTION_COLOURS[name])
         first, last = int(arc[0].get(name, 0)), int(arc[-1].get(name, 0))
         text.append(f"  {first}→{last}\n")
     turns = [int(point.get("turn", i)) for i, point in enumerate(arc)]
-    text.append(" " * 13 + "".join(str(t % 10) for t in turns), style="dim")
+    text.append(" " * 14 + "".join(str(t % 10) for t in turns), style="dim")
     text.append("  turn (last digit)", style="dim")
     return text
