@@ -39,6 +39,7 @@ class PatientReply(BaseModel):
 
     text: str
     disclosed: list[str] = Field(default_factory=list)
+    conversation: dict | None = None  # a station's patient: the moves recognised and the state (emotional_patient)
 
 
 class Finding(BaseModel):

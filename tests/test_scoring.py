@@ -326,7 +326,9 @@ def test_quotes_are_checked_against_what_the_doctor_said():
 
 def test_weights_defaults_validation_and_parsing():
     default, defaults = ScoreWeights(), default_weights()
-    assert default.as_dict() == defaults and sum(defaults.values()) == pytest.approx(1.0)
+    assert default.as_dict() == defaults
+    for kind in ("diagnostic", "conversation"):  # each kind's axes (the others are None for it) weigh 1 in all
+        assert sum(w for a, w in defaults.items() if kind in AXES[a].kinds) == pytest.approx(1.0)
     assert max(defaults, key=defaults.get) == "diagnosis" and defaults["diagnosis"] > 0.5
     assert list(defaults) == list(AXES)
     only = ScoreWeights(diagnosis=1).as_dict()
@@ -363,7 +365,8 @@ def test_score_has_every_axis_and_weighted_composite():
     for name, axis in AXES.items():  # each registered function is the axis
         assert axis.function(context).value == pytest.approx(scores.axes[name]), name
     assert scores.composite == composite(scores.axes) and scores.note is None
-    assert set(scores.details) == set(AXES) - {"diagnosis", "differential"}  # theirs is in scores.diagnosis
+    diagnostic = {name for name, axis in AXES.items() if "diagnostic" in axis.kinds}  # stations' axes are None
+    assert set(scores.details) == diagnostic - {"diagnosis", "differential"}  # theirs is in scores.diagnosis
     only = score(CASE, s, {"coverage": 1}, judge=LEXICAL_JUDGE)
     assert only.composite == 0.25
     assert EpisodeRecord.model_validate_json(s.model_copy(update={"scores": scores}).model_dump_json()).scores == scores
@@ -509,7 +512,7 @@ def test_scripted_run_records_scores_and_summary_means(tmp_path, lexical):
     from agentclinic.scenario.loaders import BANK_DIR
 
     bank = load_scenarios(BANK_DIR, skip_errors=True)
-    cases = [bank.get("cardiology-aortic-stenosis"), bank.scenarios[5]]
+    cases = [bank.get("cardiology-aortic-stenosis"), [s for s in bank.scenarios if not s.is_station][5]]
     weights = ScoreWeights(diagnosis=0.7, coverage=0.2, communication=0.1)
     writer = RunWriter(tmp_path / "run")
     writer.start({"weights": weights.as_dict()}, resume=False)

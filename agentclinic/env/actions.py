@@ -2,7 +2,7 @@
 
 Free text accepts AgentClinic's control phrases case-insensitively
 (``REQUEST TEST: ...``, ``REQUEST IMAGES``, ``DIAGNOSIS READY: ...``) plus
-``EXAMINE[: system]`` and ``CALL TOOL: name {json}``; anything else is a question to
+``EXAMINE[: system]``, ``CALL TOOL: name {json}`` and ``END CONVERSATION`` (alone); anything else is a question to
 the patient. Any other input (a number, None, bytes, a list, an object, a malformed or
 over-long action) raises ``ActionError`` with what was expected, and nothing else:
 output is bounded (``MAX_ACTION_CHARS``, ``MAX_JSON_DEPTH``) before it is parsed.
@@ -73,9 +73,16 @@ class Diagnose(Strict):
     confidence: float | None = Field(None, ge=0, le=1)
 
 
-Action = Annotated[Union[Ask, Examine, OrderTests, RequestImage, CallTool, Diagnose], Field(discriminator="type")]
+class End(Strict):
+    """End the conversation (a station) or give up on the case (a diagnostic case: no diagnosis)."""
+
+    type: Literal["end"] = "end"
+
+
+Action = Annotated[Union[Ask, Examine, OrderTests, RequestImage, CallTool, Diagnose, End], Field(discriminator="type")]
 ACTION = TypeAdapter(Action)
-ACTION_TYPES = (Ask, Examine, OrderTests, RequestImage, CallTool, Diagnose)
+ACTION_TYPES = (Ask, Examine, OrderTests, RequestImage, CallTool, Diagnose, End)
+TOOL_ACTION_TYPES = ACTION_TYPES[:-1]  # what a doctor model is offered as functions (ending is typed, not called)
 
 MAX_ACTION_CHARS = 2048  # the Gymnasium action space's max_length: longer output is an error, not an action
 MAX_JSON_DEPTH = 32  # nesting of a JSON action or tool arguments, checked before parsing
@@ -87,6 +94,7 @@ TEST = re.compile(r"request\s+tests?\s*:[ \t]*([^\n]*)", re.I)
 IMAGES = re.compile(r"request\s+images?\b(?:\s*:\s*([\w.-]+))?", re.I)
 EXAMINE = re.compile(r"^\s*(?:examine|physical\s+exam(?:ination)?)\b\s*:?\s*([^\n]*)", re.I)
 TOOL = re.compile(r"call\s+tool\s*:\s*([\w.-]+)\s*(\{.*\})?", re.I | re.S)
+END = re.compile(r"^\s*end(\s+(the\s+)?(conversation|consultation|session))?\s*[.!]*\s*$", re.I)
 
 
 def _first_line(text: str) -> str:
@@ -134,6 +142,8 @@ def parse_action(message: object) -> Action:
 def _parse_text(text: str) -> Action:
     if not text.strip():
         raise ActionError("empty message: ask the patient something, examine, request a test or image, or diagnose")
+    if END.match(text):
+        return End()
     diagnosis, test, tool = DIAGNOSIS.search(text), TEST.search(text), TOOL.search(text)
     if diagnosis and (test or tool):
         raise ActionError("a diagnosis and a request in the same turn: do one at a time")
@@ -158,7 +168,8 @@ def _parse_text(text: str) -> Action:
 
 
 def action_names() -> list[str]:
-    return [t.model_fields["type"].default for t in ACTION_TYPES]
+    """The actions a doctor model may call as functions (``end`` is typed: END CONVERSATION)."""
+    return [t.model_fields["type"].default for t in TOOL_ACTION_TYPES]
 
 
 def tool_call_to_action(name: object, arguments: object = None) -> Action:
@@ -205,7 +216,7 @@ def action_tools(expert_tools: bool = False) -> list[dict]:
     """The actions as OpenAI-style function tools (name, description, JSON-schema parameters); with
     ``expert_tools``, each registered expert tool too, under its own name (a call becomes ``CallTool``)."""
     tools = []
-    for model in ACTION_TYPES:
+    for model in TOOL_ACTION_TYPES:
         schema = model.model_json_schema()
         schema["properties"].pop("type")
         schema.pop("title", None)

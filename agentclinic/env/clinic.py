@@ -15,6 +15,14 @@ unavailable, ``reason`` (remote assets, missing files). The image policy decides
 ``on-request`` (default: when the doctor requests them) or ``upfront`` (all of them with the
 brief, in ``reset``'s info, the brief listing them; requesting them later still works).
 
+Conversation stations (``scenario.kind == "conversation"``) are played through the same clinic: the learner's
+utterances are ``ask`` actions answered by a station patient (``agents/emotional_patient.py``: the scripted
+emotional patient for the scripted patient, an LLM conversation patient for an LLM one), which records the
+moves and the emotional state per turn (``Event.moves``, ``Event.emotion``, ``info["conversation"]``);
+``END CONVERSATION`` (``{"type": "end"}``) or ``end()`` closes it ("completed"), the station's turn budget or
+``end(reason="time")`` ends it as "ended-by-budget", never as an error. The feedback (rubric items with
+quoted evidence) is saved in ``record.extra["feedback"]``.
+
 Reward: 0 on every step but the last; when the episode ends (a diagnosis, or a budget used up)
 it is scored by ``agentclinic.scoring.score_episode`` on the record, and the reward is the weighted
 composite (``weights``; 0 without a diagnosis). The final ``info`` has ``axes`` (axis -> value in
@@ -35,7 +43,7 @@ from agentclinic.agents.base import Finding, Judge, Measurement, Patient
 from agentclinic.agents.embeddings import embedders_used
 from agentclinic.backends.base import CALL_LOG
 from agentclinic.env.actions import (
-    Action, ActionError, Ask, CallTool, Diagnose, Examine, OrderTests, RequestImage, parse_action, raw_output)
+    Action, ActionError, Ask, CallTool, Diagnose, End, Examine, OrderTests, RequestImage, parse_action, raw_output)
 from agentclinic.env.ledger import Budget, Ledger
 from agentclinic.errors import AgentClinicError, ConfigError, ScenarioError
 from agentclinic.runs.record import EpisodeRecord, Event, ToolCall
@@ -107,6 +115,9 @@ class Clinic:
         self.tool_model = tool_model  # a ChatModel for model-backed tools (the report checker), or None
         self.weights = ScoreWeights.parse(weights)  # the composite reward's axis weights
         self.rubric_model = rubric_model  # grades communication; None: the judge's model, if it has one
+        self.station_turns: int | None = None  # a cap on a station's own turn budget (None: the station's)
+        self._station_patient = None  # the patient that plays stations (built on first use)
+        self._next_reply: str | None = None
         self.scenario: Scenario | None = None
         self.out_dir: Path | None = None
         self.ledger = Ledger(budget=self.budget, price_table=self.prices.version)
@@ -126,13 +137,19 @@ class Clinic:
     def reset(self, scenario: Scenario, seed: int | None = None, out_dir: Path | None = None) -> tuple[str, dict]:
         """Start an episode with a fresh record; ``out_dir`` is where tools write their files (overlays), a
         temporary folder if None."""
+        budget = self._budget_for(scenario)
         self.record = EpisodeRecord(scenario_id=scenario.id, scenario_hash=scenario_hash(scenario),
-                                    specialty=scenario.specialty, seed=seed, max_turns=self.budget.turns,
+                                    specialty=scenario.specialty, seed=seed, max_turns=budget.turns,
                                     price_table=self.prices.version)
         self.scenario, self.out_dir, self.done = scenario, out_dir, True
-        self.ledger = Ledger(budget=self.budget, price_table=self.prices.version)
+        self.ledger = Ledger(budget=budget, price_table=self.prices.version)
         self.record.embedder = self.embedder
-        self.patient.reset(scenario, seed)
+        self._next_reply = None
+        self.active_patient.reset(scenario, seed)
+        if scenario.is_station:
+            self.record.extra["kind"] = "conversation"
+            self.done = False
+            return self._station_brief(scenario), self._info()
         self.measurement.reset(scenario, seed)
         self.done = False
         if (bias := self._patient_bias()) is not None:
@@ -149,6 +166,54 @@ class Clinic:
         info = self._info()
         info["images"] = list(upfront)
         return brief, info
+
+    @property
+    def active_patient(self) -> Patient:
+        """Who answers in the episode in play: the configured patient, or for a station its station patient."""
+        if self.scenario is not None and self.scenario.is_station:
+            if self._station_patient is None:
+                from agentclinic.agents.emotional_patient import conversation_patient_for
+
+                self._station_patient = conversation_patient_for(self.patient)
+            return self._station_patient
+        return self.patient
+
+    def _budget_for(self, scenario: Scenario) -> Budget:
+        if not scenario.is_station:
+            return self.budget
+        turns = scenario.conversation.budget.turns
+        return Budget(turns=min(turns, self.station_turns) if self.station_turns else turns)
+
+    @staticmethod
+    def _station_brief(scenario: Scenario) -> str:
+        conversation = scenario.conversation
+        people = "; ".join(f"{p.name} ({p.role})" for p in conversation.participants)
+        return (f"{scenario.doctor_brief}\n\nSetting: {conversation.setting}\nWho is here: {people}\n"
+                f"Your task: {conversation.task}\n(Type END CONVERSATION when you have finished.)")
+
+    def set_next_patient_reply(self, text: str) -> None:
+        """An instructor takes over the person's next reply in a station (the state machine still runs)."""
+        if self.scenario is None or not self.scenario.is_station:
+            raise AgentClinicError("taking over the patient's reply is for conversation stations")
+        self.active_patient.set_next_reply(text)
+
+    async def end(self, reason: str | None = None) -> StepResult:
+        """End the episode in play without a turn: the learner stopped (a station: "completed"; a diagnostic
+        case: "no-diagnosis"), or ``reason="time"`` / ``"turns"``: a budget ran out ("ended-by-budget")."""
+        if self.done:
+            raise AgentClinicError("the episode is over (or never started): call reset() first")
+        record = self.record
+        if reason:
+            record.truncated_by = reason
+        if self.scenario.is_station:
+            record.outcome = "ended-by-budget" if reason else "completed"
+        else:
+            record.outcome, record.extra["ended_by"] = "no-diagnosis", reason or "doctor"
+        self.done = True
+        reward = await self._score([])
+        return StepResult("The conversation is over." if self.scenario.is_station else "The consultation is over.",
+                          reward, reason is None, reason is not None, self._info(record.events[-1] if record.events
+                                                                                  else None))
 
     def image_info(self, image: Image) -> dict:
         """An image of the case as the doctor receives it: id, modality, asset, local path, availability."""
@@ -185,7 +250,21 @@ class Clinic:
                 "images": list(event.images) if event else [], "embedder": record.embedder or "none"}
         if record.scores is not None and event is not None:
             info |= {"axes": dict(record.scores.axes), "composite": record.scores.composite, "scores": record.scores}
+        if self.scenario is not None and self.scenario.is_station:
+            info["conversation"] = self._conversation_info()
+            if "feedback" in record.extra:
+                info["feedback"] = record.extra["feedback"]
         return info
+
+    def _conversation_info(self) -> dict:
+        """A station's state after the last turn: moves, emotion, mood, what was delivered, concerns revealed."""
+        patient = self.active_patient
+        tracker = getattr(patient, "tracker", None)
+        last = tracker.turns[-1] if tracker is not None and tracker.turns else None
+        return {"moves": list(last.moves) if last else [], "emotion": dict(last.state) if last else (
+                    tracker.state.as_dict() if tracker is not None else None),
+                "mood": last.mood if last else None, "delivered": sorted(tracker.delivered) if tracker else [],
+                "concerns": list(getattr(patient, "revealed", [])), "turn": self.ledger.turns}
 
     async def step(self, message: object, doctor_ms: float = 0.0,
                    doctor_calls: list[dict] | None = None, fallback: str | None = None) -> StepResult:
@@ -218,7 +297,8 @@ class Clinic:
         if not terminated and record.truncated_by is None and self.ledger.turns_left == 0:
             record.truncated_by = "turns"
         if record.truncated_by and not terminated:
-            truncated, record.outcome = True, "no-diagnosis"
+            truncated = True
+            record.outcome = "ended-by-budget" if self.scenario.is_station else "no-diagnosis"
             event.observation += (f"\nThe consultation is over: the {record.truncated_by.replace('_', ' ')} "
                                   "budget is used up.")
         self.done = terminated or truncated
@@ -250,6 +330,8 @@ class Clinic:
         finally:
             CALL_LOG.reset(token)
         self.record.scores, self.record.reward = scores, scores.composite
+        if self.scenario.is_station and (details := scores.details.get("conversation", {})).get("feedback"):
+            self.record.extra["feedback"] = details["feedback"]
         return scores.composite
 
     async def rate(self) -> list[dict]:
@@ -259,6 +341,9 @@ class Clinic:
         from agentclinic.scoring.ratings import patient_ratings
 
         calls: list[dict] = []
+        if self.scenario is not None and self.scenario.is_station:
+            self.record.patient_ratings = None  # a station is graded on its rubrics, not on ratings
+            return calls
         token = CALL_LOG.set(calls)
         try:
             ratings = await patient_ratings(self.patient)
@@ -287,6 +372,11 @@ class Clinic:
 
     async def _apply(self, action: Action, event: Event) -> tuple[str, float, bool]:
         turn = self.ledger.turns
+        if self.scenario.is_station:
+            return await self._apply_station(action, event)
+        if isinstance(action, End):
+            self.record.outcome, self.record.extra["ended_by"] = "no-diagnosis", "doctor"
+            return "The consultation is over (ended without a diagnosis).", 0.0, True
         if isinstance(action, Ask):
             reply = await self.patient.reply(action.text, turn)
             known = {d for _, d in self.record.disclosed}
@@ -329,6 +419,24 @@ class Clinic:
         self.record.verdict, self.record.correct = verdict, verdict.correct
         self.record.outcome = "correct" if verdict.correct else "incorrect"
         return f"Diagnosis recorded: {action.primary}", float(verdict.correct), True
+
+    async def _apply_station(self, action: Action, event: Event) -> tuple[str, float, bool]:
+        """A station's turn: talk to the person, or end the conversation; nothing else applies."""
+        from agentclinic.agents.emotional_patient import speaker_label
+
+        if isinstance(action, End):
+            self.record.outcome = "completed"
+            return "The conversation is over.", 0.0, True
+        if not isinstance(action, Ask):
+            raise ActionError(f"this is a conversation station: talk to the person, or type END CONVERSATION to "
+                              f"finish ({action.type} does not apply)")
+        reply = await self.active_patient.reply(action.text, self.ledger.turns)
+        state = reply.conversation or {}
+        event.moves, event.emotion = list(state.get("moves") or []), state.get("emotion")
+        event.disclosed = reply.disclosed
+        known = {d for _, d in self.record.disclosed}
+        self.record.disclosed += [(self.ledger.turns, f) for f in reply.disclosed if f not in known]
+        return f"{speaker_label(self.scenario)}: {reply.text}", 0.0, False
 
     def tool_context(self) -> ToolContext:
         """What a tool sees: the case's images (local paths, masks) and the results received so far."""

@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentclinic.agents.base import Finding, MatchLevel, Verdict
 
-Outcome = Literal["correct", "incorrect", "no-diagnosis", "error"]
+Outcome = Literal["correct", "incorrect", "no-diagnosis", "error", "completed", "ended-by-budget"]
+"""A diagnostic case ends correct, incorrect or with no diagnosis; a conversation station ends "completed" (the
+learner closed it) or "ended-by-budget" (its turn or time budget ran out); either kind may end in an error."""
 
 
 class Saved(BaseModel):
@@ -50,6 +52,8 @@ class Event(Saved):
     model_calls: list[dict[str, Any]] = Field(default_factory=list)  # every model call this turn (doctor's included)
     fallback: str | None = None  # why the doctor's fallback, not its model, chose this action (None: it did not)
     error: str | None = None
+    moves: list[str] = Field(default_factory=list)  # a station: the learner moves recognised this turn
+    emotion: dict[str, int] | None = None  # a station: the person's state after this turn (distress, anger, ...)
     ledger: dict[str, Any] = Field(default_factory=dict)
     env_ms: float = 0.0
     doctor_ms: float = 0.0

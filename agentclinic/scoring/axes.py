@@ -36,13 +36,38 @@ class ScoringContext:
     record: EpisodeRecord
     prices: PriceTable
     judge: Any = None
+    graded: dict[str, AxisScore] = field(default_factory=dict)  # axes a model graded (``rewards.grade``)
     _diagnosis: DiagnosisScores | None = field(default=None, repr=False)
+    _feedback: Any = field(default=None, repr=False)
 
     @property
     def diagnosis(self) -> DiagnosisScores:
+        """Top-1 and top-k (empty for a conversation station, which has no diagnosis)."""
         if self._diagnosis is None:
-            self._diagnosis = diagnosis_scores(self.scenario, self.record, self.judge)
+            self._diagnosis = (DiagnosisScores() if self.scenario.is_station
+                               else diagnosis_scores(self.scenario, self.record, self.judge))
         return self._diagnosis
+
+    @property
+    def station(self) -> bool:
+        return self.scenario.is_station
+
+    @property
+    def feedback(self):
+        """A station's ``Feedback`` (agentclinic.conversation.grading): the model's when one graded it, else
+        the rules' over the record's conversation; computed once."""
+        if self._feedback is None:
+            from agentclinic.conversation.grading import Feedback, grade_transcript
+            from agentclinic.conversation.transcript import record_lines
+
+            model = (self.graded.get("conversation") or AxisScore(None)).details.get("feedback")
+            if model is not None:
+                self._feedback = Feedback.model_validate(model)
+            else:
+                from agentclinic.agents.embeddings import default_embedder
+
+                self._feedback = grade_transcript(self.scenario, record_lines(self.record), default_embedder())
+        return self._feedback
 
 
 AxisFunction = Callable[[ScoringContext], AxisScore]
@@ -59,6 +84,7 @@ class Axis:
     weight: float
     description: str
     grader: AxisGrader | None = None
+    kinds: tuple[str, ...] = ("diagnostic",)  # the scenario kinds it is defined for (None for the others)
 
 
 AXES: dict[str, Axis] = {}  # in registration order; the order of scores, weights and tables
@@ -117,5 +143,64 @@ for _axis in (
          grader=_grade_communication),
     Axis("safety", _dialogue(dialogue.safety), 0.05,
          "red flags covered / red flags, minus 0.5 per harmful test ordered"),
+):
+    register_axis(_axis)
+
+
+# -- conversation stations (agentclinic.conversation.grading) ------------------------------------------------
+
+
+def _rubric_axis(rubric_id: str) -> AxisFunction:
+    def value(c: ScoringContext) -> AxisScore:
+        if not c.station:
+            return AxisScore(None)
+        feedback = c.feedback
+        if rubric_id not in feedback.rubrics:
+            return AxisScore(None, {"note": f"the station is not graded on {rubric_id}"})
+        items = [i.model_dump() for i in feedback.items if i.rubric == rubric_id]
+        return AxisScore(feedback.rubrics[rubric_id], {"method": feedback.method, "items": items})
+    return value
+
+
+def _red_lines(c: ScoringContext) -> AxisScore:
+    if not c.station:
+        return AxisScore(None)
+    feedback = c.feedback
+    listed = len(c.scenario.conversation.red_lines)
+    if not listed:
+        return AxisScore(None, {"note": "the station lists no red lines"})
+    return AxisScore(round(1 - len(feedback.red_lines) / listed, 4),
+                     {"crossed": [h.model_dump() for h in feedback.red_lines], "listed": listed})
+
+
+def _conversation(c: ScoringContext) -> AxisScore:
+    if not c.station:
+        return AxisScore(None)
+    feedback = c.feedback
+    return AxisScore(feedback.score, {"method": feedback.method, "feedback": feedback.model_dump(mode="json")})
+
+
+async def _grade_conversation(context: ScoringContext, model: Any, settings: Any) -> AxisScore:
+    from agentclinic.agents.embeddings import default_embedder
+    from agentclinic.conversation.grading import grade_with_model
+    from agentclinic.conversation.tracker import replay
+    from agentclinic.conversation.transcript import record_lines
+
+    tracker = replay(context.scenario, record_lines(context.record), default_embedder())
+    feedback = await grade_with_model(context.scenario, tracker, model, settings)
+    return AxisScore(feedback.score, {"method": feedback.method, "feedback": feedback.model_dump(mode="json")})
+
+
+for _axis in (
+    Axis("spikes", _rubric_axis("spikes"), 0.15, "SPIKES items met (breaking bad news; order and context checked)",
+         kinds=("conversation",)),
+    Axis("nurse", _rubric_axis("nurse"), 0.15, "NURSE empathy items met, each only in response to a cue",
+         kinds=("conversation",)),
+    Axis("calgary_cambridge", _rubric_axis("calgary-cambridge"), 0.15, "Calgary-Cambridge consultation items met",
+         kinds=("conversation",)),
+    Axis("red_lines", _red_lines, 0.15, "1 - red lines crossed / red lines the station lists", kinds=("conversation",)),
+    Axis("conversation", _conversation, 0.4, "overall conversation feedback score (rubrics, information delivered, "
+         "penalties); a model grades it when a judge is configured", grader=_grade_conversation,
+         kinds=("conversation",)),
 ):
     register_axis(_axis)

@@ -30,6 +30,7 @@ from agentclinic.scoring.axes import AXES, AxisScore, ScoringContext, default_we
 from agentclinic.scoring.diagnosis import rule_judge_for
 
 NO_DIAGNOSIS_NOTE = "no diagnosis: the composite is 0 (process axes earn reward only with a diagnosis)"
+NO_END_NOTE = "the conversation did not end (an error): the composite is 0"
 
 
 class ScoreWeights(RootModel[dict[str, float]]):
@@ -124,13 +125,15 @@ def score(scenario: Scenario, record: EpisodeRecord, weights: ScoreWeights | Map
     instead of their functions.
     """
     w = ScoreWeights.parse(weights)
-    context = ScoringContext(scenario, record, prices or price_table(), rule_judge_for(judge))
-    results = {name: (graded or {}).get(name) or axis.function(context) for name, axis in AXES.items()}
+    context = ScoringContext(scenario, record, prices or price_table(), rule_judge_for(judge), dict(graded or {}))
+    results = {name: ((graded or {}).get(name) or axis.function(context)) if scenario.kind in axis.kinds
+               else AxisScore(None) for name, axis in AXES.items()}
     axes = {name: result.value for name, result in results.items()}
+    ended = record.outcome in ("completed", "ended-by-budget") if scenario.is_station else record.diagnosed
     return Scores(diagnosis=context.diagnosis, axes=axes,
                   details={name: result.details for name, result in results.items() if result.details},
-                  composite=composite(axes, w, diagnosed=record.diagnosed), weights=w.as_dict(),
-                  note=None if record.diagnosed else NO_DIAGNOSIS_NOTE)
+                  composite=composite(axes, w, diagnosed=ended), weights=w.as_dict(),
+                  note=None if ended else (NO_END_NOTE if scenario.is_station else NO_DIAGNOSIS_NOTE))
 
 
 async def grade(scenario: Scenario, record: EpisodeRecord, model: Any, settings: Any = None) -> dict[str, AxisScore]:
@@ -138,7 +141,8 @@ async def grade(scenario: Scenario, record: EpisodeRecord, model: Any, settings:
     if model is None:
         return {}
     context = ScoringContext(scenario, record, price_table())
-    return {name: await axis.grader(context, model, settings) for name, axis in AXES.items() if axis.grader}
+    return {name: await axis.grader(context, model, settings) for name, axis in AXES.items()
+            if axis.grader and scenario.kind in axis.kinds}
 
 
 async def score_episode(scenario: Scenario, record: EpisodeRecord,

@@ -1,0 +1,292 @@
+"""Recognising what a learner does in one utterance: the conversation MOVES, in context.
+
+Each sentence of the utterance is read by rules (phrases a move is made of) and by the shared sentence
+embeddings (similarity to a few written examples of each move; a move needs a clear match, and rules
+win where both speak). Context decides the rest: delivering an item of the station's information is
+recognised from its keywords and its plain version; delivering bad news with no warning shot, no question
+about what the person knows and no invitation first is ``blunt-news``; a medical word with no explanation
+in the same turn is ``jargon``, with one it is ``plain-language``.
+
+The recogniser is deterministic: the same utterance in the same context gives the same moves.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from agentclinic.agents.embeddings import Embedder
+from agentclinic.scenario.schema import MOVES, Scenario
+
+# Phrases a move is made of (lower-case text, apostrophes normalised). Order does not matter.
+RULES: dict[str, tuple[str, ...]] = {
+    "introduction": (r"\b(my name is|i'm dr\b|i am dr\b|i'm doctor|i am doctor|i'm one of the|i am one of the|"
+                     r"i'm the (registrar|doctor|consultant|nurse|resident)|i'm (your|the) doctor)",),
+    "check-setting": (r"\b(is (it|this) (ok|okay|all right|alright) (if|to)|somewhere (quiet|private)|"
+                      r"(would|do) you (like|want) (anyone|someone|somebody) (here|with you|to be here|to join)|"
+                      r"is (now|this) a good time|are you comfortable|shall we sit|can we sit|private room|"
+                      r"(anyone|someone) (you'd|you would) like (here|with you))",),
+    "ask-perception": (r"\b(what do you (know|understand)|what have you been told|what (has|have) (anyone|they|the "
+                       r"doctors?) (told|said)|what do you think (is|might be) (going on|happening|wrong)|"
+                       r"what('s| is| are) your understanding|what are you expecting|how much do you know|"
+                       r"what did you think the (scan|test|result)|what('s| has) been going through your mind about)",),
+    "ask-invitation": (r"\b(how much (detail|information) would you like|would you like me to (go through|explain|tell)|"
+                       r"how would you like me to|do you want me to (go through|explain|tell you)|"
+                       r"are you (ok|okay|happy|ready) for me to (go through|explain|tell|talk)|"
+                       r"shall i (go through|explain|tell you)|would you like (to know|the details|me to go on)|"
+                       r"some people like to know|is it ok(ay)? (if|for) (i|me) (go through|explain|tell))",),
+    "warning-shot": (r"\b(i'?m afraid|i am afraid|not the (news|result) (we|you) (were )?(hoping|wanted)|"
+                     r"i have (some )?(difficult|bad|serious|worrying) news|i'm sorry to (have to )?tell you|"
+                     r"i am sorry to (have to )?tell you|the results? (is|are) (more )?(serious|worrying) than|"
+                     r"this is (difficult|hard) news|it's not (good|the) news|it isn't good news|"
+                     r"brace yourself|(more )?serious than we (hoped|thought))",),
+    "silence": (r"^\s*(\.{3,}|…|\(?\s*(pause[sd]?|silence|waits?|says nothing|stays quiet)\s*\)?|\[.*(pause|silence|"
+                r"wait).*\]|\*.*(pause|silence|wait).*\*|take your time\.?|there's no rush\.?|no rush\.?)\s*$",),
+    "naming-emotion": (r"\b(you (seem|look|sound) (\w+ ){0,2}(upset|worried|scared|frightened|shocked|angry|"
+                       r"overwhelmed|sad|anxious|distressed|frustrated|numb|lost|stunned|devastated)|"
+                       r"i can see (this|that|you're|you are) (\w+ ){0,3}(upset|shock|hard|difficult|worried|"
+                       r"frightened|angry|a lot|overwhelming)|this (is|must be) a (big |huge |terrible )?shock|"
+                       r"you're (really )?(worried|frightened|scared|angry|upset) about)",),
+    "understanding-statement": (r"\b(i can (understand|imagine) (why|how|that)|it's understandable|it is understandable|"
+                                r"(that's|that is|it's) (completely |totally |entirely )?(natural|normal|understandable) to "
+                                r"(feel|be)|anyone would (feel|be)|makes sense (that|you) (you )?(feel|are|'re))",),
+    "respect-statement": (r"\b(you've (been|done) (so |really )?(well|brave|strong|amazing)|you have (been|done) (so )?"
+                          r"(well|brave)|i (really )?(admire|respect)|you've coped|you have coped|it took (real )?"
+                          r"courage|thank you for (telling|sharing|being (so )?honest|asking)|that's a (really )?good "
+                          r"question|you (were|are) right to (come|ask|worry)|you've looked after)",),
+    "support-statement": (r"\b(we('ll| will) (be|go through|face|work (through|on)) (this|it)? ?(with you|together)|"
+                          r"you (won't|will not) (be|go through (this|it)) alone|i('ll| will) (be here|make sure you|"
+                          r"help you|support)|we('re| are) (here|going to be here) (for|to help) you|whatever (you "
+                          r"decide|happens),? we|we will support|we'll support|we('ll| will) help|you('ll| will) have "
+                          r"(a|your own) (nurse|key worker)|(nurse|key worker|team) (will|who will|can) (be|support|"
+                          r"help|come|see))",),
+    "explore-emotion": (r"\b(how (are|do) you feeling|how do you feel|how are you (doing|coping) with|"
+                        r"what('s| is) (going through|on) your mind|what (worries|frightens|scares|upsets) you (most)?|"
+                        r"tell me (more )?(about )?(how|what) you('re| are) feeling|what are you feeling|"
+                        r"can you tell me (more )?about (that|what you mean|jean|your worry|how)|"
+                        r"what (do you mean|makes you say)|what's (worrying|upsetting|frightening) you|"
+                        r"you said .{1,60}(tell me|can you say) more)",),
+    "empathy-statement": (r"\b(i('m| am) (so |really |very )?sorry(?! to (have to )?tell)|this must be (so |really |very )?"
+                          r"(hard|difficult|awful|frightening|scary|a lot)|that must be (so |really |very )?(hard|"
+                          r"difficult|awful|frightening|scary)|i wish (i|we) had (better|different) news|i hear you|"
+                          r"i understand(?! (that )?the)|i can see how much)",),
+    "open-question": (r"^(what|how|tell me|can you tell me|could you tell me|talk me through|describe|"
+                      r"in what way|what else)\b",),
+    "closed-question": (r"^(do|does|did|is|are|was|were|have|has|had|can|could|will|would|should|any|shall)\b.*\?\s*$",),
+    "ask-concerns": (r"\b(what (worries|concerns|frightens|scares) you|(is there )?anything (else )?(that('s| is) )?"
+                     r"(worrying|bothering|concerning|troubling) you|what are you (most )?(worried|concerned|"
+                     r"frightened|scared) about|what('s| is) (your|the) (biggest |main )?(worry|concern|fear)|"
+                     r"do you have any (worries|concerns|questions)|any (worries|concerns|questions)|what matters "
+                     r"(most )?to you|is there anything (else )?you('d| would) like to (ask|know)|what questions)",),
+    "false-reassurance": (r"\b((it|everything)('ll| will| is going to) be (fine|ok|okay|all right|alright)|"
+                          r"you('ll| will| are going to) be (fine|ok|okay|all right|alright)|nothing to worry about|"
+                          r"(don't|do not) worry|no need to worry|we can cure|(it|this) (is|can be) (cured|curable)|"
+                          r"you('ll| will) beat (this|it)|you('ve| have) got (years|ages|plenty of time)|"
+                          r"i'm sure it('s| is| will be) (nothing|fine)|try to stay positive|think positive|"
+                          r"at least it's not)",),
+    "blunt-news": (r"\b(nothing (more )?(to be done|we can do|can be done)|you('re| are) (going to die|dying)|"
+                   r"(cancer|it)('s| is) everywhere|you have cancer everywhere|there('s| is) no hope|"
+                   r"(it's|it is) terminal|you('ve| have) got (weeks|months) to live|no point (in )?treating|"
+                   r"no point (in )?(any )?treatment)",),
+    "blaming": (r"\b(because (of )?(you|your) (smok|drink|weight|didn't|did not|left it)|(your|you're) own fault|"
+                r"if you (had|'d) (come|stopped|listened|taken)|you should have (come|stopped|taken|listened|told)|"
+                r"what did you expect|you brought (this|it) on|that's what (happens|you get) when you|"
+                r"you (only )?have yourself to blame)",),
+    "dismissing-emotion": (r"\b(calm down|no time for (that|this)|let's not (get )?(emotional|upset|dwell)|"
+                           r"there's no (need|point) (to|in) (get|be)(ting)? (upset|emotional|angry|crying)|"
+                           r"(pull|get) yourself together|crying (won't|doesn't) help|(getting )?upset won't help|"
+                           r"anyway,|moving on|let's move on|let's get back to|(don't|do not) (be|get) (upset|silly|"
+                           r"emotional|dramatic)|(stop|no need for) (crying|being emotional))",),
+    "interrupting": (r"\b(let me (just )?stop you|hang on|hold on|wait,|sorry to (cut|interrupt) (you|in)|"
+                     r"before you (go on|carry on)|can i just stop you|let me finish)",),
+    "check-understanding": (r"\b(can you tell me (back )?what you('ve| have) (understood|taken in)|what have you "
+                            r"(understood|taken in)|does (that|this|all that) make sense|is (that|this|all that) clear|"
+                            r"(just )?to (check|make sure) (you|i've|that i|i have)|do you (understand|follow)|"
+                            r"in your own words|tell me what you('ll| will) (tell|say)|have i explained)",),
+    "summarise": (r"\b(to (sum|summari[sz]e)( up)?|so,? to recap|let me (just )?(sum|summari[sz]e|recap)|"
+                  r"in summary|so what we('ve| have) (said|agreed|talked about)|just to go over|"
+                  r"so,? (the )?(main|key) (things?|points?) (are|is))",),
+    "plan": (r"\b(what (happens|we('ll| will) do) next|the next step|next steps|the plan (is|will be)|we('ll| will) "
+             r"(arrange|book|refer|start|organise|organize|see you|do|talk|meet|discuss|take|ask|get|make)|"
+             r"(i|we)('ll| will) (come back|see you|ring|call|write)|tomorrow (we|you)('ll| will)|"
+             r"(we|you) (can|could) (decide|choose|think about) together|options? (are|is|would be))",),
+    "safety-net": (r"\b(if (anything|things?) (changes?|gets? worse)|if you('re| are) worried,? (ring|call|come)|"
+                   r"(ring|call|contact) (us|the ward|the nurse|this number|me|the team) (if|any ?time)|"
+                   r"here is (a|the|my|her) (number|card)|any ?time,? day or night|come back (straight away )?if)",),
+    "close": (r"\b(is there anything else|we('ll| will) stop (there|here)|i('ll| will) leave you|thank you for "
+              r"(your time|talking|listening)|take care|goodbye|bye for now|i('ll| will) (see|come back to) you "
+              r"(later|tomorrow|soon)|see you (later|tomorrow|soon))",),
+    "apologise": (r"\b(i('m| am) (so |very |truly |really )?sorry (that|this|we|for|it)|i apologi[sz]e|we apologi[sz]e|"
+                  r"please accept (our|my) apolog|we got (this|it) wrong|we made (a|an) (mistake|error)|"
+                  r"(it|that) was (our|my) (mistake|fault|error)|this should(n't| not) have happened)",),
+    "confidentiality": (r"\b(confidential|between (you and me|us)|(won't|will not|don't|do not) (tell|share|pass) "
+                        r"(this |it |anything )?(with |to )?(your )?(parents?|mum|dad|family|anyone)|private|"
+                        r"only (if|when) (you|someone) (is|are|were) (at risk|in danger)|i would (have to|need to) "
+                        r"(tell|share) .{0,40}(risk|danger|harm|safe))",),
+    "risk-question": (r"\b((thoughts?|think(ing)?) (of|about) (ending|taking) your (own )?life|(hurt|harm|kill)(ing)? "
+                      r"yourself|suicid|plans? to (end|harm)|(feel|are you) safe (at home|to go home)|"
+                      r"(anyone|someone) (hurting|hurt|threaten|frighten)(ing|ed|s)? you|are you safe|"
+                      r"(do you have|got) (access to|tablets|pills|a plan)|what stops you)",),
+}
+
+# Written examples the embeddings compare a sentence with (a move needs a clear match; rules decide first).
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "ask-perception": ("What have you understood so far about why we did the scan?",
+                       "What were you thinking the tests might show?"),
+    "ask-invitation": ("How much would you like me to tell you about the results?",
+                       "Would you like me to go through the details now, or would you rather wait?"),
+    "warning-shot": ("I'm afraid the results are not what we were hoping for.",
+                     "I'm sorry, but I have some difficult news to share with you."),
+    "naming-emotion": ("You look really frightened by what I've just said.", "I can see this has come as a shock."),
+    "explore-emotion": ("How are you feeling about all this?", "What is going through your mind right now?"),
+    "empathy-statement": ("This must be incredibly hard to hear.", "I'm so sorry, I know this is not what you wanted."),
+    "ask-concerns": ("What is worrying you most at the moment?", "Is there anything you are particularly concerned about?"),
+    "support-statement": ("We will be with you through this, you won't be on your own.",),
+    "check-understanding": ("Can you tell me in your own words what you've understood?",),
+    "summarise": ("So, to summarise what we've talked about today.",),
+    "plan": ("The next step is a biopsy tomorrow, and then we will meet to talk about treatment.",),
+    "false-reassurance": ("Don't worry, everything is going to be absolutely fine.",),
+    "dismissing-emotion": ("There's no point getting upset about it, let's move on.",),
+}
+EMBEDDING_THRESHOLD = 0.72  # all-MiniLM-L6-v2 cosine: paraphrases of an example score 0.75+, other moves < 0.65
+EMBEDDING_MARGIN = 0.05  # the best move must beat the runner-up by this much
+
+# Words a learner should explain; "explained" when an explanation phrase is in the same turn.
+JARGON = ("metastases", "metastasis", "metastatic", "metastasised", "mets", "malignant", "malignancy", "carcinoma",
+          "neoplasm", "lesion", "primary", "palliative", "prognosis", "oncology", "oncologist", "histology",
+          "bronchoscopy", "cytology", "staging", "mdt", "multidisciplinary", "adenocarcinoma", "lymphoma",
+          "sepsis", "myocardial infarction", "infarct", "haemorrhage", "hemorrhage", "dnacpr", "dnr", "cpr",
+          "resuscitation", "ventilation", "intubation", "hba1c", "glycaemic", "hypoglycaemia", "titrate", "titration",
+          "insulin resistance", "antibiotic resistance", "viral aetiology", "self-limiting", "nephropathy",
+          "idiopathic", "cognitive impairment", "neurodegenerative", "anaemia", "transfusion", "foetal", "fetal",
+          "non-viable", "gestational sac", "products of conception", "opioid tolerance", "hyperalgesia",
+          "inconclusive", "equivocal", "indeterminate", "false positive", "sensitivity", "specificity")
+EXPLAINED = re.compile(r"\b(which means|that means|this means|meaning|in other words|in plain (english|words)|"
+                       r"what (that|this) means|i\.e\.|that is to say|is a (word|fancy word|medical word|term) for|"
+                       r"basically|put simply|simply put|by that i mean|we call|called)\b")
+
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'"})
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_COMPILED = {move: [re.compile(p) for p in patterns] for move, patterns in RULES.items()}
+assert set(RULES) <= set(MOVES) and set(EXAMPLES) <= set(MOVES), "moves must come from the schema's MOVES"
+
+
+def clean(text: str) -> str:
+    """Lower-case text with straight apostrophes and single spaces."""
+    return " ".join(text.translate(_APOSTROPHES).lower().split())
+
+
+def sentences(text: str) -> list[str]:
+    return [s for s in (clean(p) for p in _SENTENCE.split(text.translate(_APOSTROPHES))) if s]
+
+
+def contains(text: str, phrase: str) -> bool:
+    """Whether ``phrase`` occurs in ``text`` as whole words (both cleaned)."""
+    return re.search(rf"(?<![a-z0-9]){re.escape(clean(phrase))}(?![a-z0-9])", text) is not None
+
+
+@dataclass
+class Context:
+    """What the recogniser knows beyond the utterance: the turn, what was delivered already, the moves made
+    so far, and whether the person's last line carried emotion or a cue."""
+
+    turn: int = 1
+    delivered: set[str] = field(default_factory=set)
+    earlier_moves: set[str] = field(default_factory=set)
+    patient_emotional: bool = False
+
+
+@dataclass
+class Recognised:
+    """The moves of one utterance (in MOVES order), with the sentence that showed each, and the information
+    items and jargon words found."""
+
+    moves: list[str]
+    quotes: dict[str, str]
+    delivered: list[str]
+    jargon: list[str]
+    explained: bool
+
+
+class MoveRecogniser:
+    """Recognises MOVES in a learner's utterance, for one station."""
+
+    def __init__(self, scenario: Scenario, embedder: Embedder | None = None):
+        if scenario.conversation is None:
+            raise ValueError(f"{scenario.id} is not a conversation station")
+        self.scenario = scenario
+        self.embedder = embedder if embedder is not None and embedder.available else None
+        self.items = scenario.conversation.information
+        self.essential = [i.id for i in self.items if i.essential] or [i.id for i in self.items]
+        self._examples = [(move, text) for move, texts in EXAMPLES.items() for text in texts]
+        self._plain = {i.id: clean(i.plain) for i in self.items}
+
+    def recognise(self, utterance: str, context: Context | None = None) -> Recognised:
+        context = context or Context()
+        parts = sentences(utterance)
+        whole = clean(utterance)
+        found: dict[str, str] = {}
+        for sentence in parts or [whole]:
+            for move, patterns in _COMPILED.items():
+                if move not in found and any(p.search(sentence) for p in patterns):
+                    found[move] = sentence
+        if not whole.strip(" .") or _COMPILED["silence"][0].search(whole):
+            found.setdefault("silence", utterance.strip() or "(silence)")
+        for move, sentence in self._embedded(parts):
+            found.setdefault(move, sentence)
+        if "explore-emotion" in found or "ask-concerns" in found:
+            found.pop("closed-question", None)
+        delivered = self._delivered(whole, parts)
+        jargon = [w for w in JARGON if contains(whole, w)]
+        explained = bool(EXPLAINED.search(whole))
+        if delivered:
+            found.setdefault("deliver-information", next(
+                (s for s in parts if any(self._mentions(s, i) for i in delivered)), whole))
+            prepared = context.earlier_moves & {"warning-shot", "ask-perception", "ask-invitation"} or "warning-shot" in found
+            news = [i for i in delivered if i in self.essential and i not in context.delivered]
+            first_news = not (context.delivered & set(self.essential))
+            if news and first_news and (not prepared or len(news) >= 3):
+                found.setdefault("blunt-news", found["deliver-information"])
+        if jargon and not explained:
+            found.setdefault("jargon", next((s for s in parts if any(contains(s, w) for w in jargon)), whole))
+        elif delivered and (explained or self._plain_words(whole, delivered)):
+            found.setdefault("plain-language", found["deliver-information"])
+        moves = [m for m in MOVES if m in found]
+        return Recognised(moves=moves, quotes={m: found[m] for m in moves}, delivered=delivered, jargon=jargon,
+                          explained=explained)
+
+    def _embedded(self, parts: list[str]) -> list[tuple[str, str]]:
+        """(move, sentence) for sentences that clearly match a written example of a move."""
+        if self.embedder is None or not parts:
+            return []
+        texts = [t for _, t in self._examples]
+        sims = self.embedder.similarity(parts, texts)
+        out = []
+        for sentence, row in zip(parts, sims):
+            best_by_move: dict[str, float] = {}
+            for (move, _), value in zip(self._examples, row):
+                best_by_move[move] = max(best_by_move.get(move, -1.0), float(value))
+            ranked = sorted(best_by_move.items(), key=lambda kv: -kv[1])
+            (move, best), runner = ranked[0], ranked[1][1] if len(ranked) > 1 else -1.0
+            if best >= EMBEDDING_THRESHOLD and best - runner >= EMBEDDING_MARGIN:
+                out.append((move, sentence))
+        return out
+
+    def _mentions(self, sentence: str, item_id: str) -> bool:
+        item = next(i for i in self.items if i.id == item_id)
+        return any(contains(sentence, k) for k in item.keywords)
+
+    def _delivered(self, whole: str, parts: list[str]) -> list[str]:
+        """Information items the utterance gets across: one of the item's keywords in a sentence that is
+        not a question (asking "is it cancer?" delivers nothing)."""
+        statements = [s for s in parts if not s.rstrip().endswith("?")] or []
+        return [i.id for i in self.items if any(self._mentions(s, i.id) for s in statements)]
+
+    def _plain_words(self, whole: str, delivered: list[str]) -> bool:
+        """Whether the delivery shares words with the items' plain versions (the person can follow it)."""
+        words = set(re.findall(r"[a-z]{4,}", whole))
+        for item_id in delivered:
+            plain = set(re.findall(r"[a-z]{4,}", self._plain[item_id]))
+            if len(words & plain) >= 3:
+                return True
+        return False
