@@ -6,6 +6,11 @@ codes that do not exist, unknown price codes, assets that are missing, unreadabl
 images, over the size limits, or outside the scenario's folder or package.
 Warnings: near-duplicate cases, remote assets, no tests, a diagnosis without a code,
 names that are mentioned in a patient fact, tests whose names collide.
+
+Conversation stations skip the diagnostic gates and pass their own (``Checker.station``): errors for an
+information item with no keywords or a plain version that repeats the clinical one, no concern with a cue,
+fewer than two lines for a state, an unknown rubric, unclear provenance, refusal text in the person's lines;
+warnings for a station with nothing to deliver, a concern without keywords, no escalating or settling moves.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ REFUSAL = re.compile(
     r"\b(i'?m sorry|i am sorry|as an ai\b|language model|i (cannot|can'?t|am unable to) (provide|assist|help|share)"
     r"|(does|do) not (include|contain|provide) (any )?(specific )?"
     r"(instrument readings|test results|numerical test results|information))", re.I)
+MODEL_TALK = re.compile(r"\b(as an ai\b|language model|i (cannot|can'?t|am unable to) (provide|assist with|help with) "
+                        r"(that|this|your) (request|question))", re.I)
+"""Refusal text in a station's lines (a person may say sorry, so ``REFUSAL`` is too broad there)."""
 QUALIFIERS = {"acute", "chronic", "primary", "secondary", "severe", "mild", "moderate", "early", "late", "new",
               "onset", "left", "right", "bilateral", "unilateral", "recurrent", "suspected", "probable", "with", "of"}
 NEAR_DUPLICATE = 0.8
@@ -112,6 +120,9 @@ class Checker:
             field=".".join(map(str, loc)) or None))
 
     def scenario(self, s: Scenario) -> None:
+        if s.is_station:
+            self.station(s)
+            return
         self.codes(s)
         self.leaks(s)
         self.refusals(s)
@@ -122,6 +133,53 @@ class Checker:
         elif not any(f.disclosure.value == "volunteer" for f in s.facts):
             self.add("warning", "nothing-volunteered", "no fact is volunteered: the patient says nothing when greeted",
                      s, ("facts",))
+
+    def station(self, s: Scenario) -> None:
+        """The gates of a conversation station (the diagnostic ones do not apply)."""
+        from agentclinic.conversation.rubric import rubric_ids
+
+        c = s.conversation
+        for i, fact in enumerate(s.facts):
+            if MODEL_TALK.search(fact.text):
+                self.add("error", "refusal-text", f"model-refusal text instead of content: {fact.text[:80]!r}", s,
+                         ("facts", i, "text"))
+        p = s.provenance
+        if not (p.synthetic and p.source == "synthetic") and not p.reference:
+            self.add("error", "provenance", "a station that is not synthetic needs a reference to its source", s,
+                     ("provenance",))
+        if not c.information:
+            self.add("warning", "no-information", "nothing to deliver: the knowledge items cannot be graded", s,
+                     ("conversation", "information"))
+        for i, item in enumerate(c.information):
+            if not item.keywords:
+                self.add("error", "no-keywords", f"information {item.id!r} has no keywords: its delivery cannot be "
+                         "recognised", s, ("conversation", "information", i, "keywords"))
+            if normalise(item.plain) == normalise(item.text):
+                self.add("error", "plain-not-plain", f"information {item.id!r}: the plain version repeats the "
+                         "clinical one", s, ("conversation", "information", i, "plain"))
+        if not any(concern.cue for concern in c.concerns):
+            self.add("error", "no-cue", "the person needs at least one concern with a cue to drop", s,
+                     ("conversation", "concerns"))
+        for i, concern in enumerate(c.concerns):
+            if not concern.keywords:
+                self.add("warning", "concern-keywords", f"concern {concern.id!r} has no keywords: only a general "
+                         "invitation reveals it", s, ("conversation", "concerns", i, "keywords"))
+        for state, lines in c.lines:
+            if len(lines) < 2:
+                self.add("error", "too-few-lines", f"the {state!r} state has {len(lines)} line; write at least 2",
+                         s, ("conversation", "lines", state))
+            for j, line in enumerate(lines):
+                if MODEL_TALK.search(line):
+                    self.add("error", "refusal-text", f"model-refusal text instead of a line: {line[:80]!r}", s,
+                             ("conversation", "lines", state, j))
+        known = rubric_ids()
+        for i, rubric_id in enumerate(c.rubric):
+            if rubric_id not in known:
+                self.add("error", "unknown-rubric", f"unknown rubric {rubric_id!r}; the rubrics are: "
+                         f"{', '.join(known)}", s, ("conversation", "rubric", i))
+        if not c.emotion.escalates or not c.emotion.settles:
+            self.add("warning", "flat-arc", "the emotional arc lists no escalating or no settling moves", s,
+                     ("conversation", "emotion"))
 
     def codes(self, s: Scenario) -> None:
         if s.diagnosis.icd10 is None:
@@ -185,7 +243,7 @@ class Checker:
                              s, ("tests", i))
 
     def near_duplicates(self, scenarios: list[Scenario]) -> None:
-        shingles = [(s, _shingles(s)) for s in scenarios]
+        shingles = [(s, _shingles(s)) for s in scenarios if not s.is_station]
         for (a, sa), (b, sb) in combinations(shingles, 2):
             if sa and sb and len(sa & sb) / len(sa | sb) >= NEAR_DUPLICATE:
                 self.add("warning", "near-duplicate", f"nearly the same case as {b.id!r}", a)
