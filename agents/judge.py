@@ -49,6 +49,7 @@ built lazily, once per process.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import os
 import re
 import threading
@@ -56,6 +57,7 @@ import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from agentclinic.agents.base import LEVEL_RANK as RANK  # the one table of levels: precedence follows credit
 from agentclinic.agents.base import MatchLevel, Verdict
@@ -541,12 +543,13 @@ def canonical_code(code: str) -> str | None:
 class IcdIndex:
     """Normalised ICD-10-CM descriptions -> codes (exact, and with 'unspecified' phrases removed)."""
 
-    def __init__(self) -> None:
-        import simple_icd_10_cm as cm
-
-        self.cm = cm
-        self.exact: dict[str, set[str]] = defaultdict(set)
-        self.loose: dict[str, set[str]] = defaultdict(set)
+    def __init__(self, exact: dict[str, set[str]] | None = None, loose: dict[str, set[str]] | None = None) -> None:
+        """Built from ``simple-icd-10-cm`` (several seconds), or from the maps of a saved index."""
+        self.exact: dict[str, set[str]] = defaultdict(set, exact or {})
+        self.loose: dict[str, set[str]] = defaultdict(set, loose or {})
+        if exact is not None:
+            return
+        cm = self.cm
         for code in cm.get_all_codes(True):
             if code.isdigit():  # chapters: too broad to name a diagnosis
                 continue
@@ -565,6 +568,21 @@ class IcdIndex:
                     loose = _concept(variant)
                     if loose and loose != variant:
                         self.loose[loose].add(code)
+
+    @property
+    def cm(self):
+        """The ``simple_icd_10_cm`` module (imported on first use: it takes seconds)."""
+        import simple_icd_10_cm
+
+        return simple_icd_10_cm
+
+    def to_json(self) -> dict:
+        return {name: {k: sorted(v) for k, v in table.items()} for name, table in
+                (("exact", self.exact), ("loose", self.loose))}
+
+    @classmethod
+    def from_json(cls, data: dict) -> IcdIndex:
+        return cls({k: set(v) for k, v in data["exact"].items()}, {k: set(v) for k, v in data["loose"].items()})
 
     def lookup(self, norm: str) -> set[str]:
         return self.exact.get(norm, set())
@@ -621,13 +639,24 @@ _ICD_LOCK = threading.Lock()
 _ICD: IcdIndex | None = None
 
 
+def icd_cache_path() -> Path:
+    """The disk cache of the ICD-10-CM index, keyed by the package's version and this module's code."""
+    from agentclinic.agents.disk_cache import cache_dir, digest
+
+    version = importlib.metadata.version("simple-icd-10-cm")
+    return cache_dir() / f"icd-index-{digest(version, Path(__file__).read_bytes())}.json"
+
+
 def icd_index() -> IcdIndex:
-    """The process-wide ICD-10-CM description index (built on first use, ~2 s)."""
+    """The process-wide ICD-10-CM description index: read from the disk cache (``agents/disk_cache.py``),
+    else built (about 10 s with the package's import) and saved for the next process."""
+    from agentclinic.agents.disk_cache import cached_json
+
     global _ICD
     if _ICD is None:
         with _ICD_LOCK:
             if _ICD is None:
-                _ICD = IcdIndex()
+                _ICD = cached_json(icd_cache_path(), IcdIndex, IcdIndex.to_json, IcdIndex.from_json)
     return _ICD
 
 

@@ -189,7 +189,8 @@ class _Index:
         self.views = views
         self.owners = np.array(owners, dtype=np.int64)
         self.weights = np.array(weights, dtype=np.float32)
-        self.matrix = embedder.encode(views).T.copy() if embedder.available and views else None
+        # the views' vectors, one text per forward pass as ``encode`` does, kept on disk for the next process
+        self.matrix = embedder.encode_corpus(views, batch_size=1).T.copy() if embedder.available and views else None
         if embedder.available:
             self.lexical = None
         else:  # per fact: all its words (text, keywords, hints), and the text's own words

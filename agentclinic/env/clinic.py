@@ -114,6 +114,7 @@ class Clinic:
         self.patient_biases = list(patient_biases or [])  # configured; recorded as ignored by agents without biases
         self.tool_model = tool_model  # a ChatModel for model-backed tools (the report checker), or None
         self.weights = ScoreWeights.parse(weights)  # the composite reward's axis weights
+        self.score_axes: tuple[str, ...] | None = None  # score only these axes (fast training rewards); None: all
         self.rubric_model = rubric_model  # grades communication; None: the judge's model, if it has one
         self.station_turns: int | None = None  # a cap on a station's own turn budget (None: the station's)
         self._station_patient = None  # the patient that plays stations (built on first use)
@@ -326,7 +327,8 @@ class Clinic:
         token = CALL_LOG.set(calls)
         try:
             scores = await score_episode(self.scenario, self.record, self.weights, judge=self.judge,
-                                         prices=self.prices, grader=grader, grader_settings=settings)
+                                         prices=self.prices, grader=grader, grader_settings=settings,
+                                         axes=self.score_axes)
         finally:
             CALL_LOG.reset(token)
         self.record.scores, self.record.reward = scores, scores.composite

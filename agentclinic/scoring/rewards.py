@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import ConfigDict, RootModel, ValidationError, model_validator
@@ -31,6 +31,19 @@ from agentclinic.scoring.diagnosis import rule_judge_for
 
 NO_DIAGNOSIS_NOTE = "no diagnosis: the composite is 0 (process axes earn reward only with a diagnosis)"
 NO_END_NOTE = "the conversation did not end (an error): the composite is 0"
+SKIPPED = "not scored: left out of score_axes (rescore the run to score it)"
+
+
+def score_axes(names: Iterable[str] | None) -> tuple[str, ...] | None:
+    """A checked subset of the registered axes to score (None: all); a ``ConfigError`` names unknown ones."""
+    if names is None:
+        return None
+    names = (names,) if isinstance(names, str) else tuple(names)
+    unknown = sorted(set(names) - AXES.keys())
+    if unknown or not names:
+        raise ConfigError(f"score_axes: unknown axis {', '.join(map(repr, unknown))}; the axes are: {', '.join(AXES)}"
+                          if unknown else "score_axes: name at least one axis (None scores them all)")
+    return tuple(a for a in AXES if a in names)
 
 
 class ScoreWeights(RootModel[dict[str, float]]):
@@ -116,44 +129,59 @@ def composite(axes: Mapping[str, float | None], weights: ScoreWeights | Mapping[
 
 def score(scenario: Scenario, record: EpisodeRecord, weights: ScoreWeights | Mapping[str, Any] | str | None = None,
           *, judge: Any = None, prices: PriceTable | None = None,
-          graded: Mapping[str, AxisScore] | None = None) -> Scores:
+          graded: Mapping[str, AxisScore] | None = None, axes: Iterable[str] | None = None) -> Scores:
     """Every registered axis with its evidence, top-1 / top-k, and the composite, from the record alone.
 
     ``judge``: the judge whose rule judge grades the differential (a shared ``RuleJudge`` when None);
     the primary keeps the verdict recorded in the episode. ``prices``: the price table for the cost
     axis (the bundled one when None). ``graded``: axes already graded by a model (``grade``), used
-    instead of their functions.
+    instead of their functions. ``axes``: score only these (fast training rewards, ``ClinicEnv(score_axes=...)``);
+    the others are None with the reason in their details, the composite is over the scored ones, the note
+    says so, and without ``differential`` the differential is not judged (top-k then sees the primary only).
     """
     w = ScoreWeights.parse(weights)
+    only = score_axes(axes)
+    if only is not None and "differential" not in only:
+        record = record.model_copy(update={"differential": []})
     context = ScoringContext(scenario, record, prices or price_table(), rule_judge_for(judge), dict(graded or {}))
-    results = {name: ((graded or {}).get(name) or axis.function(context)) if scenario.kind in axis.kinds
+    skipped = AxisScore(None, {"skipped": SKIPPED})
+    results = {name: (((graded or {}).get(name) or axis.function(context)) if only is None or name in only
+                      else skipped) if scenario.kind in axis.kinds
                else AxisScore(None) for name, axis in AXES.items()}
-    axes = {name: result.value for name, result in results.items()}
+    values = {name: result.value for name, result in results.items()}
     ended = record.outcome in ("completed", "ended-by-budget") if scenario.is_station else record.diagnosed
-    return Scores(diagnosis=context.diagnosis, axes=axes,
+    notes = [] if ended else [NO_END_NOTE if scenario.is_station else NO_DIAGNOSIS_NOTE]
+    if only is not None:
+        notes.append(f"partial scoring: only {', '.join(only)} (score_axes)")
+    return Scores(diagnosis=context.diagnosis, axes=values,
                   details={name: result.details for name, result in results.items() if result.details},
-                  composite=composite(axes, w, diagnosed=ended), weights=w.as_dict(),
-                  note=None if ended else (NO_END_NOTE if scenario.is_station else NO_DIAGNOSIS_NOTE))
+                  composite=composite(values, w, diagnosed=ended), weights=w.as_dict(),
+                  note="; ".join(notes) or None)
 
 
-async def grade(scenario: Scenario, record: EpisodeRecord, model: Any, settings: Any = None) -> dict[str, AxisScore]:
-    """The axes that have a model grader, graded by ``model`` (none when ``model`` is None)."""
+async def grade(scenario: Scenario, record: EpisodeRecord, model: Any, settings: Any = None,
+                axes: Iterable[str] | None = None) -> dict[str, AxisScore]:
+    """The axes that have a model grader (of ``axes``; None: all), graded by ``model`` (none when it is None)."""
     if model is None:
         return {}
+    only = score_axes(axes)
     context = ScoringContext(scenario, record, price_table())
     return {name: await axis.grader(context, model, settings) for name, axis in AXES.items()
-            if axis.grader and scenario.kind in axis.kinds}
+            if axis.grader and scenario.kind in axis.kinds and (only is None or name in only)}
 
 
 async def score_episode(scenario: Scenario, record: EpisodeRecord,
                         weights: ScoreWeights | Mapping[str, Any] | str | None = None, *, judge: Any = None,
                         prices: PriceTable | None = None, grader: Any = None, grader_settings: Any = None,
-                        graded: Mapping[str, AxisScore] | None = None) -> Scores:
+                        graded: Mapping[str, AxisScore] | None = None,
+                        axes: Iterable[str] | None = None) -> Scores:
     """``grade`` with ``grader`` (a model, or None), then ``score`` (in a worker thread: judging the
-    differential may first build the ICD-10-CM index). ``graded`` are earlier model grades to keep."""
-    fresh = await grade(scenario, record, grader, grader_settings)
+    differential may first build the ICD-10-CM index). ``graded`` are earlier model grades to keep;
+    ``axes``: score only these (None: all)."""
+    fresh = await grade(scenario, record, grader, grader_settings, axes)
     merged = {**(graded or {}), **fresh}
-    return await asyncio.to_thread(score, scenario, record, weights, judge=judge, prices=prices, graded=merged)
+    return await asyncio.to_thread(score, scenario, record, weights, judge=judge, prices=prices, graded=merged,
+                                   axes=axes)
 
 
 def recorded_grades(record: EpisodeRecord) -> dict[str, AxisScore]:
