@@ -59,6 +59,8 @@ from gymnasium import spaces
 from agentclinic.env.actions import MAX_ACTION_CHARS, raw_output
 from agentclinic.env.clinic import Clinic
 from agentclinic.env.ledger import Budget
+from agentclinic.env.shaping import shape_step, shaper_for
+from agentclinic.env.speed import checked_axes, limit_threads
 from agentclinic.scenario.loaders import BANK_DIR, ScenarioSet, load_scenarios
 from agentclinic.scenario.schema import Scenario
 from agentclinic.scenario.splits import Split, split_scenarios
@@ -81,13 +83,17 @@ def to_charset(text: str, max_length: int = MAX_OBSERVATION) -> str:
     return text if len(text) <= max_length else text[: max_length - len(marker)] + marker
 
 
-def scripted_clinic(budget: Budget | None = None, image_policy: str = "on-request") -> Clinic:
-    """A clinic with the offline scripted agents (shared embedding model)."""
+def scripted_clinic(budget: Budget | None = None, image_policy: str = "on-request", embedder=None) -> Clinic:
+    """A clinic with the offline scripted agents; ``embedder``: "minilm", "lexical", an ``Embedder``, or None
+    (the process's default, ``AGENTCLINIC_EMBEDDINGS``), one shared instance per process."""
+    from agentclinic.agents.embeddings import embedder_named
     from agentclinic.agents.judge import RuleJudge
     from agentclinic.agents.measurement import ScriptedMeasurement
     from agentclinic.agents.patient import ScriptedPatient
 
-    return Clinic(ScriptedPatient(), ScriptedMeasurement(), RuleJudge(), budget=budget, image_policy=image_policy)
+    chosen = embedder_named(embedder)
+    return Clinic(ScriptedPatient(chosen), ScriptedMeasurement(), RuleJudge(embedder=chosen), budget=budget,
+                  image_policy=image_policy)
 
 
 def model_clinic(*, patient: str = "scripted", measurement: str = "scripted", judge: str = "scripted",
@@ -125,6 +131,31 @@ def message_space() -> spaces.Sequence:
                                         "content": spaces.Text(MAX_OBSERVATION, min_length=1, charset=CHARSET)}))
 
 
+def system_prompt(max_turns: int) -> str:
+    """The doctor's action protocol: the system message of the ``messages`` mode (the CLI's text-mode LLM
+    doctor's, ``agents/prompts/doctor_text.md``)."""
+    from agentclinic.agents.llm import render_prompt
+
+    return render_prompt("doctor_text", max_turns=max_turns, bias="")
+
+
+def turn_counter(turn: int, max_turns: int) -> str:
+    """The line that ends each user message before an action, as the CLI's LLM doctor sees it."""
+    from agentclinic.agents.llm import render_prompt
+
+    return render_prompt("doctor_turn", turn=turn, max_turns=max_turns, left=max(0, max_turns - turn))
+
+
+def chat_message(role: str, text: str) -> dict[str, str]:
+    return {"role": role, "content": to_charset(text)}
+
+
+def first_messages(brief: str, max_turns: int) -> list[dict[str, str]]:
+    """The ``messages`` observation at reset: the system prompt, then the brief with the first turn's counter."""
+    return [chat_message("system", system_prompt(max_turns)),
+            chat_message("user", f"Case brief: {brief}\n\n{turn_counter(1, max_turns)}")]
+
+
 def action_text(action: object) -> str:
     """A doctor's action as the assistant message of a transcript: text as sent, anything else as JSON."""
     raw = raw_output(action)
@@ -141,7 +172,8 @@ class ClinicEnv(gym.Env):
                  render_mode: str | None = None, image_policy: str = "on-request",
                  weights: ScoreWeights | dict | str | None = None, *,
                  split: str | Split | None = None, obs_mode: ObsMode = "text",
-                 kinds: Iterable[str] = ("diagnostic",)):
+                 kinds: Iterable[str] = ("diagnostic",), embedder=None, torch_threads: int | None = 1,
+                 score_axes: Iterable[str] | None = None, shaping=None):
         self._init_kwargs = {k: v for k, v in locals().items() if k not in ("self", "__class__")}  # for pickling
         if obs_mode not in OBS_MODES:
             raise ValueError(f"unknown obs_mode {obs_mode!r}; expected one of: {', '.join(OBS_MODES)}")
@@ -156,7 +188,13 @@ class ClinicEnv(gym.Env):
             raise ValueError(f"ClinicEnv needs at least one scenario of kind {' or '.join(kinds)}{where}")
         self.by_id = {s.id: s for s in self.pool}
         self.scenario_queue: list[str | Scenario] = []  # played in order by resets without options["scenario"]
-        self.clinic = clinic or scripted_clinic(budget or Budget(turns=max_turns), image_policy=image_policy)
+        if clinic is not None and embedder is not None:
+            raise ValueError("embedder= sets the scripted clinic's agents; a given clinic keeps its agents' embedders")
+        self.clinic = clinic or scripted_clinic(budget or Budget(turns=max_turns), image_policy=image_policy,
+                                                embedder=embedder)
+        self.clinic.score_axes = checked_axes(score_axes)  # None: every axis (see agentclinic.env.speed)
+        limit_threads(self.clinic, torch_threads)
+        self.shaper = shaper_for(shaping, self.clinic.prices)  # None: no shaping (agentclinic.env.shaping)
         if weights is not None:
             self.clinic.weights = ScoreWeights.parse(weights)
         self.obs_mode = obs_mode
@@ -192,9 +230,10 @@ class ClinicEnv(gym.Env):
         """Start the clinic's episode and the transcript."""
         observation, info = self.clinic.reset(scenario, episode_seed)
         self._episode = {"scenario": scenario, "seed": episode_seed, "actions": []}
+        if self.shaper is not None:
+            self.shaper.reset(scenario)
         self._last = to_charset(observation)
-        self.messages = [self._message("system", self._system_prompt()),
-                         self._message("user", f"Case brief: {observation}", counter=True)]
+        self.messages = first_messages(observation, self.clinic.budget.turns)
         return observation, info
 
     def step(self, action):
@@ -202,29 +241,18 @@ class ClinicEnv(gym.Env):
         self._episode["actions"].append(action)
         self._last = to_charset(result.observation)
         done = result.terminated or result.truncated
-        self.messages += [self._message("assistant", action_text(action)),
-                          self._message("user", result.observation, counter=not done)]
+        turns = self.clinic.budget.turns
+        counter = "" if done else "\n\n" + turn_counter(self.clinic.ledger.turns + 1, turns)
+        self.messages += [chat_message("assistant", action_text(action)),
+                          chat_message("user", result.observation + counter)]
         info = batchable(result.info)
         if done:
             info |= {"transcript": [dict(m) for m in self.messages], "record": self.clinic.record}
-        return self._observation(), result.reward, result.terminated, result.truncated, info
+        reward, info = shape_step(self.shaper, self.clinic.record, result.reward, done, info)
+        return self._observation(), reward, result.terminated, result.truncated, info
 
     def _observation(self):
         return self._last if self.obs_mode == "text" else tuple(dict(m) for m in self.messages)
-
-    def _system_prompt(self) -> str:
-        from agentclinic.agents.llm import render_prompt
-
-        return render_prompt("doctor_text", max_turns=self.clinic.budget.turns, bias="")
-
-    def _message(self, role: str, text: str, counter: bool = False) -> dict[str, str]:
-        """A chat message; ``counter`` adds the turn counter the CLI's LLM doctor sees before each action."""
-        if counter:
-            from agentclinic.agents.llm import render_prompt
-
-            turn, turns = self.clinic.ledger.turns + 1, self.clinic.budget.turns
-            text += "\n\n" + render_prompt("doctor_turn", turn=turn, max_turns=turns, left=max(0, turns - turn))
-        return {"role": role, "content": to_charset(text)}
 
     def render(self):
         if self.render_mode == "ansi":
