@@ -184,7 +184,8 @@ class TuiSession:
 
     @property
     def max_turns(self) -> int | None:
-        return self.clinic.budget.turns
+        """This episode's turn budget (a station's own, or the diagnostic cases')."""
+        return self.clinic.record.max_turns
 
     def emotion(self) -> dict[str, int] | None:
         """The person's emotional state after the last turn (the station's start before any), or None."""
