@@ -173,6 +173,8 @@ def run(
                                                        "default: docs/scoring.md)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="folder that holds runs (default: runs)")] = None,
     run_id: Annotated[Optional[str], typer.Option(help="run folder name (default: time and doctor)")] = None,
+    scenario: Annotated[Optional[list[str]], typer.Option("--scenario", help="play only this scenario id (repeat "
+                                                          "for several), e.g. conversation-lung-cancer-news")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in --run-id where it stopped (refused when "
                                               "there is none, or while another process holds it)")] = False,
     allow_errors: Annotated[bool, typer.Option("--allow-errors", help="exit 0 even when episodes ended in an "
@@ -189,7 +191,7 @@ def run(
                  doctor_bias=doctor_bias, image_policy=image_policy, cache=str(cache) if cache else None,
                  temperature=temperature, max_tokens=max_tokens, model_seed=model_seed, episodes=episodes, seed=seed,
                  concurrency=concurrency, max_turns=max_turns, max_tests=max_tests, max_cost=max_cost, weights=weights,
-                 split=split, split_seed=split_seed, out=str(out) if out else None, run_id=run_id)
+                 split=split, split_seed=split_seed, out=str(out) if out else None, run_id=run_id, only=scenario)
     try:
         resolved, other = resolve_config(flags, config)
         folder, summary = run_session(resolved, out=Path(other["out"] or "runs"), run_id=other["run_id"],
@@ -211,6 +213,13 @@ def run(
         table.add_row(f"  {escape(name)} calls", str(count))
     console.print(table)
     console.print(f"records: {escape(str(folder / 'episodes.jsonl'))}")
+    if resolved.doctor.startswith("human"):  # a person played: show them the stations' feedback
+        from agentclinic.conversation.grading import Feedback, feedback_markdown
+        from rich.markdown import Markdown
+
+        for line in (folder / "episodes.jsonl").read_text(encoding="utf-8").splitlines():
+            if feedback := json.loads(line).get("extra", {}).get("feedback"):
+                console.print(Markdown(feedback_markdown(Feedback.model_validate(feedback))))
     failed = summary.get("errors", 0)
     console.print(f"{summary.get('episodes', 0)} episodes, {failed} failed"
                   + (" (exit status 3; --allow-errors: 0)" if failed and not allow_errors else ""), highlight=False)
@@ -310,6 +319,7 @@ from agentclinic.tui.command import tui_command  # noqa: E402  (textual is impor
 app.add_typer(kb_app, name="kb")
 app.command("tool")(tool_command)
 app.command("tui")(tui_command)
+app.command("grade")(__import__("agentclinic.cli_grade", fromlist=["grade_command"]).grade_command)
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import numpy as np
 
 from agentclinic.agents.base import Doctor
 from agentclinic.agents.embeddings import Embedder, default_embedder, tokens
-from agentclinic.env.actions import Action, Ask, CallTool, Diagnose, Examine, OrderTests, RequestImage
+from agentclinic.env.actions import Action, Ask, CallTool, Diagnose, End, Examine, OrderTests, RequestImage
 from agentclinic.knowledge import Disease, knowledge_base
 from agentclinic.tools import TOOLS
 
@@ -866,14 +866,19 @@ class HumanDoctor:
 
     The text is returned as typed (the environment parses it: a question, ``EXAMINE``,
     ``REQUEST TEST: ...``, ``REQUEST IMAGES``, ``DIAGNOSIS READY: ...``). ``input_fn`` and
-    ``output_fn`` default to ``input`` and ``print`` (looked up at call time); reading runs in a
-    worker thread so the event loop is not blocked. Empty lines are asked again; end of input
-    (``EOFError``, Ctrl-D) propagates, so the runner records the episode as stopped.
+    ``output_fn`` default to ``input`` and ``print`` (looked up at call time). Empty lines are asked again.
+    End of input (Ctrl-D) or Ctrl-C ends the episode cleanly: the doctor sends ``End`` (a station is
+    "completed", a diagnostic case ends with no diagnosis) and the episode is recorded and scored.
+
+    A given ``input_fn`` is read in a worker thread; the terminal's ``input`` is read on the main thread
+    with Python's own Ctrl-C handler in place for the read, so Ctrl-C interrupts it (asyncio's handler only
+    cancels the task and would leave the read waiting).
     """
 
     name = "human"
     HELP = ("You are the doctor. Ask the patient anything, or type EXAMINE [system], REQUEST TEST: name[, name], "
-            "REQUEST IMAGES, or DIAGNOSIS READY: your diagnosis.")
+            "REQUEST IMAGES, or DIAGNOSIS READY: your diagnosis. In a conversation station, just talk; type END "
+            "CONVERSATION (or press Ctrl-D) to finish.")
 
     def __init__(self, input_fn: Callable[[str], str] | None = None, output_fn: Callable[[str], object] | None = None,
                  prompt: str = "Doctor> ", show_help: bool = True):
@@ -898,11 +903,28 @@ class HumanDoctor:
         for image in images or ():  # a person can open the file
             if image.get("path"):
                 self._out(f"[image {image.get('id')} ({image.get('modality')}): {image['path']}]")
-        read = self.input_fn or builtins.input
         while True:
-            text = await asyncio.to_thread(read, self.prompt)
+            try:
+                text = await asyncio.to_thread(self.input_fn, self.prompt) if self.input_fn else _terminal_read(
+                    self.prompt)
+            except (EOFError, KeyboardInterrupt):
+                self._out("")
+                return End()
             if text is not None and text.strip():
                 return text.strip()
+
+
+def _terminal_read(prompt: str) -> str:
+    """``input`` on the main thread with the default Ctrl-C handler for the read (KeyboardInterrupt)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return builtins.input(prompt)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return builtins.input(prompt)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # --------------------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ class RunConfig(Strict):
     max_cost: float | None = Field(None, ge=0)
     weights: ScoreWeights = Field(default_factory=ScoreWeights)  # the composite reward's axis weights
     split: Split | None = None  # play only this split of the scenarios (agentclinic.scenario.splits)
+    only: list[str] = Field(default_factory=list)  # play only these scenario ids (--scenario)
 
     def role_settings(self, role: str) -> Settings:
         return self.settings.get(role) or Settings()
@@ -110,6 +111,7 @@ class FileConfig(Strict):
     split_seed: int | None = None
     out: str | None = None
     run_id: str | None = None
+    only: list[str] | str | None = None  # scenario ids to play (--scenario)
 
 
 def load_config_file(path: str | Path) -> FileConfig:
@@ -194,6 +196,7 @@ def resolve_config(flags: dict[str, Any], config_file: str | Path | None = None)
         "cache": str(merged["cache"]) if merged.get("cache") else None, "settings": settings,
         "weights": ScoreWeights.parse(merged.get("weights")),
         "split": Split.parse(merged.get("split"), seed=merged.get("split_seed")),
+        "only": _split(merged.get("only")) or [],
         **{k: merged[k] for k in ("episodes", "seed", "concurrency", "max_turns", "max_tests", "max_cost")
            if merged.get(k) is not None},
     }
@@ -280,6 +283,12 @@ def run_session(config: RunConfig, *, out: Path, run_id: str | None = None, resu
         if not scenarios.scenarios:
             raise ConfigError(f"no scenario of {', '.join(config.scenarios)} is in the {config.split.name} split "
                               f"(seed {config.split.seed})")
+    if config.only:  # --scenario ID: these cases only, in the order given
+        unknown = [i for i in config.only if i not in scenarios.ids()]
+        if unknown:
+            raise ConfigError(f"no scenario {', '.join(map(repr, unknown))} in {', '.join(config.scenarios)} "
+                              "(agentclinic scenarios list shows the ids)")
+        scenarios = ScenarioSet([scenarios.get(i) for i in config.only], scenarios.errors)
     episodes = config.episodes or len(scenarios)
     saved = config.model_dump(mode="json") | {"episodes": episodes, "scenario_ids": scenarios.ids(),
                                               "embedder": embedder} | split_saved  # another embedder: refused
