@@ -207,3 +207,51 @@ def test_make_vec_messages_mode():
     assert [r.scenario_id for r in records] == [q[0] for q in queues] and all(r.correct for r in records)
     assert all(not math.isnan(x) for x in rewards)
     envs.close()
+
+
+class Scripted:
+    """A fixed policy: greet, examine, then name the case's diagnosis (or a wrong one)."""
+
+    def __init__(self, right=True):
+        self.right, self.resets = right, 0
+
+    def reset(self, observation, info):
+        self.resets, self.turn, self.case = self.resets + 1, 0, info["scenario"]
+
+    def __call__(self, observation, info):
+        self.turn += 1
+        if self.turn == 1:
+            return "Hello, what brings you in?"
+        name = {s.id: s.diagnosis.name for s in DIAGNOSTIC}[self.case]
+        return f"DIAGNOSIS READY: {name if self.right else 'tension headache'}"
+
+
+def test_evaluate_plays_every_case_of_the_split_once_per_seed():
+    from agentclinic.env.evaluation import compare, eval_plan, evaluate, summarise
+    from agentclinic.scenario.splits import split_scenarios
+
+    cases = DIAGNOSTIC[:12]
+    env = ClinicEnv(cases, split="train")  # the env samples train; evaluation asks for test explicitly
+    test = split_scenarios(cases, "test")
+    assert test, "the fixture needs a test case"
+    policy = Scripted()
+    results = evaluate(policy, env, split="test", seeds=2)
+    assert [(r["scenario"], r["seed"]) for r in results] == [(s.id, k) for s in test for k in (0, 1)]
+    assert policy.resets == len(results) and all(r["split"] == "test" and r["correct"] for r in results)
+    assert all(r["record"].scenario_id == r["scenario"] and r["turns"] == 2 for r in results)
+    assert evaluate(Scripted(), env, split="test", seeds=2)[0]["record"].events[0].observation == \
+        results[0]["record"].events[0].observation  # an item replays exactly
+    wrong = evaluate(Scripted(right=False), lambda: ClinicEnv(cases), split="test", seeds=2)  # a factory
+    summary = summarise(results)
+    assert summary["episodes"] == 2 * len(test) and summary["scenarios"] == len(test) and summary["accuracy"] == 1.0
+    assert summarise(wrong)["accuracy"] == 0.0
+    diff = compare(wrong, results)
+    assert diff["scenarios"] == len(test) and diff["difference"] == pytest.approx(diff["after"] - diff["before"])
+    assert diff["difference"] > 0
+    if len(test) > 1:
+        low, high = diff["difference_ci"]
+        assert low <= diff["difference"] <= high
+    assert [(s.id, seed) for s, seed in eval_plan(test, seeds=1, base_seed=5)] == [(s.id, 5) for s in test]
+    with pytest.raises(ValueError):
+        eval_plan(test, seeds=0)
+    env.close()
