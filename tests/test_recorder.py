@@ -66,7 +66,8 @@ def test_split_recorded_and_resume_appends(tmp_path):
     env.step("DIAGNOSIS READY: pneumonia")
     env.close()
     config = json.loads((tmp_path / "r" / "run.json").read_text())["config"]
-    assert config["split"]["split"]["name"] == "train" and set(config["split"]["assignment"]) == {s.id for s in SCENARIOS}
+    assert config["split"]["split"]["name"] == "train"
+    assert set(config["split"]["assignment"]) == {s.id for s in SCENARIOS}
     with pytest.raises(RunFolderError, match="already holds a run"):
         RecordEpisodes(ClinicEnv(SCENARIOS, split="train"), out=tmp_path, run_id="r")
     with pytest.raises(RunFolderError, match="settings differ"):
