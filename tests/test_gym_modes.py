@@ -255,3 +255,28 @@ def test_evaluate_plays_every_case_of_the_split_once_per_seed():
     with pytest.raises(ValueError):
         eval_plan(test, seeds=0)
     env.close()
+
+
+def test_a_doctor_through_the_gym_plays_as_through_the_runner():
+    import asyncio
+
+    from agentclinic.agents.doctors import make_doctor
+    from agentclinic.env.evaluation import DoctorPolicy, evaluate
+    from agentclinic.env.gym import scripted_clinic
+    from agentclinic.env.ledger import Budget
+    from agentclinic.runs.runner import play_episode
+
+    cases = DIAGNOSTIC[:3]
+    policy = DoctorPolicy(make_doctor("scripted", max_turns=20))
+    results = evaluate(policy, ClinicEnv(cases), split=None, scenarios=cases)
+    policy.close()
+    for case, result in zip(cases, results):
+        gym_record = result["record"]
+        doctor = make_doctor("scripted", max_turns=20)
+        runner_record = asyncio.run(play_episode(scripted_clinic(Budget(turns=20)), doctor, case, seed=gym_record.seed))
+        assert [e.doctor for e in gym_record.events] == [e.doctor for e in runner_record.events]
+        assert [e.observation for e in gym_record.events] == [e.observation for e in runner_record.events]
+        assert gym_record.outcome == runner_record.outcome and gym_record.reward == runner_record.reward
+        assert len(gym_record.events) > 3  # a real consultation, not an instant guess
+    with pytest.raises(TypeError, match="text"):
+        DoctorPolicy(make_doctor("scripted"))(("messages",), {})

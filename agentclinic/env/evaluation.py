@@ -6,11 +6,13 @@ and lets ``policy(observation, info) -> action`` play it to the end; a policy wi
 info)`` method is told each new episode. The split is cut with the env's own split settings (seed,
 fractions, method) when it has them. Results are plain dicts, one per episode; ``summarise`` gives the mean
 return and accuracy with a bootstrap confidence interval over scenarios, and ``compare`` the paired
-difference of two evaluations on the same plan (e.g. before and after training).
+difference of two evaluations on the same plan (e.g. before and after training). ``DoctorPolicy`` makes any
+agentclinic doctor (``make_doctor("scripted")``, an LLM doctor) such a policy, for baselines.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -22,6 +24,30 @@ from agentclinic.scenario.schema import Scenario
 from agentclinic.scenario.splits import Split, assign_splits, split_scenarios
 
 Policy = Callable[[Any, dict], Any]
+
+
+class DoctorPolicy:
+    """An agentclinic doctor as a policy on a text-mode env: reset with the brief (and ``seed`` + the episode's
+    number, for doctors that draw), then the doctor's ``act`` on each observation with the images that came
+    with it, as the CLI's runner plays it."""
+
+    def __init__(self, doctor, seed: int = 0):
+        self.doctor, self.seed, self.episodes = doctor, seed, 0
+        self._loop = asyncio.new_event_loop()
+
+    def reset(self, observation: str, info: dict) -> None:
+        self.doctor.reset(observation, self.seed + self.episodes)
+        self.episodes += 1
+
+    def __call__(self, observation: str, info: dict):
+        from agentclinic.runs.runner import doctor_act
+
+        if not isinstance(observation, str):
+            raise TypeError("DoctorPolicy plays text observations: use obs_mode='text'")
+        return self._loop.run_until_complete(doctor_act(self.doctor, observation, info.get("images") or None))
+
+    def close(self) -> None:
+        self._loop.close()
 
 
 def eval_plan(scenarios: Iterable[Scenario], seeds: int = 1, base_seed: int = 0) -> list[tuple[Scenario, int]]:
