@@ -161,7 +161,15 @@ def run(
                                                            "negative: none)")] = None,
     episodes: Annotated[Optional[int], typer.Option(help="episodes to play (default: one per scenario)")] = None,
     seed: Annotated[Optional[int], typer.Option(help="base seed; episode i uses seed + i (default 0)")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(help="episodes played at once in one event loop")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="episodes played at once (local: in one event loop; "
+                                                           "ray: across the cluster)")] = None,
+    executor: Annotated[Optional[str], typer.Option(help="local (default): one process; ray: Ray actors, "
+                                                        "pip install 'agentclinic[ray]'")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (default: start a local one)")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Ray actors (default: one per CPU of the cluster, at most "
+                                                       "--concurrency)")] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(help="GPUs each Ray actor requests (in-process "
+                                                                 "hf/ models)")] = None,
     max_turns: Annotated[Optional[int], typer.Option(help="turn budget (AgentClinic: 20)")] = None,
     max_tests: Annotated[Optional[int], typer.Option(help="test budget")] = None,
     max_cost: Annotated[Optional[float], typer.Option(help="money budget, US dollars")] = None,
@@ -190,7 +198,8 @@ def run(
                  patient=patient, measurement=measurement, judge=judge, patient_bias=patient_bias,
                  doctor_bias=doctor_bias, image_policy=image_policy, cache=str(cache) if cache else None,
                  temperature=temperature, max_tokens=max_tokens, model_seed=model_seed, episodes=episodes, seed=seed,
-                 concurrency=concurrency, max_turns=max_turns, max_tests=max_tests, max_cost=max_cost, weights=weights,
+                 concurrency=concurrency, executor=executor, ray_address=ray_address, workers=workers,
+                 gpus_per_worker=gpus_per_worker, max_turns=max_turns, max_tests=max_tests, max_cost=max_cost, weights=weights,
                  split=split, split_seed=split_seed, out=str(out) if out else None, run_id=run_id, only=scenario)
     try:
         resolved, other = resolve_config(flags, config)

@@ -60,6 +60,10 @@ class RunConfig(Strict):
     episodes: int | None = Field(None, ge=1)
     seed: int = 0
     concurrency: int = Field(1, ge=1)
+    executor: Literal["local", "ray"] = "local"  # how, not what: these four are not compared on resume
+    ray_address: str | None = None
+    workers: int | None = Field(None, ge=1)
+    gpus_per_worker: float = Field(0.0, ge=0)
     max_turns: int = Field(20, ge=1)
     max_tests: int | None = Field(None, ge=0)
     max_cost: float | None = Field(None, ge=0)
@@ -103,6 +107,10 @@ class FileConfig(Strict):
     episodes: int | None = None
     seed: int | None = None
     concurrency: int | None = None
+    executor: Literal["local", "ray"] | None = None
+    ray_address: str | None = None
+    workers: int | None = None
+    gpus_per_worker: float | None = None
     max_turns: int | None = None
     max_tests: int | None = None
     max_cost: float | None = None
@@ -197,7 +205,8 @@ def resolve_config(flags: dict[str, Any], config_file: str | Path | None = None)
         "weights": ScoreWeights.parse(merged.get("weights")),
         "split": Split.parse(merged.get("split"), seed=merged.get("split_seed")),
         "only": _split(merged.get("only")) or [],
-        **{k: merged[k] for k in ("episodes", "seed", "concurrency", "max_turns", "max_tests", "max_cost")
+        **{k: merged[k] for k in ("episodes", "seed", "concurrency", "executor", "ray_address", "workers",
+                                  "gpus_per_worker", "max_turns", "max_tests", "max_cost")
            if merged.get(k) is not None},
     }
     try:
@@ -300,7 +309,27 @@ def run_session(config: RunConfig, *, out: Path, run_id: str | None = None, resu
                             console=console, disable=console is None or config.doctor.startswith("human"))
         with progress:
             task = progress.add_task(f"{_label(config.doctor)} doctor", total=episodes, completed=len(done))
-            asyncio.run(run_episodes(plan, factory.clinic, factory.doctor, writer=writer, run_id=run_id,
-                                     doctor_name=config.doctor, concurrency=config.concurrency,
-                                     doctor_biases=config.doctor_bias, on_done=lambda _: progress.advance(task)))
+            if config.executor == "ray":
+                _run_on_ray(plan, config, factory, writer, run_id, on_done=lambda _: progress.advance(task),
+                            console=console)
+            else:
+                asyncio.run(run_episodes(plan, factory.clinic, factory.doctor, writer=writer, run_id=run_id,
+                                         doctor_name=config.doctor, concurrency=config.concurrency,
+                                         doctor_biases=config.doctor_bias, on_done=lambda _: progress.advance(task)))
         return writer.folder, writer.write_summary()
+
+
+def _run_on_ray(plan, config: RunConfig, factory: RunFactory, writer: RunWriter, run_id: str, *, on_done,
+                console: Console | None) -> None:
+    """Play the plan on Ray actors (``agentclinic.runs.ray_executor``); the driver writes every record."""
+    try:
+        from agentclinic.runs.ray_executor import failure_record, run_on_ray
+    except ImportError as exc:
+        raise ConfigError(f"--executor ray needs Ray: pip install 'agentclinic[ray]' ({exc})") from exc
+    stats = run_on_ray(plan, config.model_dump(mode="json"), writer=writer, run_id=run_id,
+                       concurrency=config.concurrency, on_done=on_done, address=config.ray_address,
+                       workers=config.workers, gpus_per_worker=config.gpus_per_worker,
+                       failure=lambda item, cause: failure_record(factory, item, cause, run_id))
+    if console and (stats.replaced or stats.failed):
+        console.print(f"[yellow]Ray:[/yellow] {stats.replaced} workers replaced, {stats.replayed} episodes played "
+                      f"again, {stats.failed} recorded as errors")

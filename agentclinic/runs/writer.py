@@ -33,6 +33,8 @@ from agentclinic.scoring.summary import summarise_scores
 _RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 RECORDED = ("scenarios", "format", "doctor", "episodes", "seed", "max_turns", "scenario_ids")
 """Settings every run.json has held since the first version: a resume needs them to tell what its episodes are."""
+HOW_RUN = frozenset({"concurrency", "executor", "ray_address", "workers", "gpus_per_worker"})
+"""How a run is played, not what it plays: a resume may change them."""
 
 
 class RunFolderError(AgentClinicError):
@@ -90,7 +92,7 @@ class RunWriter:
                                          f"{', '.join(missing)}, which every run records (was it edited?); "
                                          "restore it, or start a new run with another --run-id")
                 # settings an older version did not record (absent from run.json) are not compared
-                different = {k for k in config if k != "concurrency" and k in saved and saved[k] != config[k]}
+                different = {k for k in config if k not in HOW_RUN and k in saved and saved[k] != config[k]}
                 if different:
                     raise RunFolderError(f"cannot resume {self.folder}: settings differ from the saved run "
                                          f"({', '.join(sorted(different))})")
