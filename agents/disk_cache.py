@@ -11,6 +11,7 @@ cannot be written only costs the rebuild next time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -51,7 +52,8 @@ def write_atomic(path: Path, data: bytes) -> bool:
         os.replace(tmp, path)
         return True
     except OSError:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         return False
 
 
