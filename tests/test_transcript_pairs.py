@@ -62,13 +62,13 @@ PAIRS = [
           "calgary-cambridge/relationship", "calgary-cambridge/understanding"),
          ("blaming", "false-reassurance", "jargon-unexplained"), ("apology",)),
     Pair("suicide-risk-farmer", "careful", "blunt", ("nurse", "calgary-cambridge"),
-         ("nurse/name", "nurse/explore", "calgary-cambridge/gathering", "calgary-cambridge/closing",
+         ("nurse/respect", "nurse/explore", "calgary-cambridge/gathering", "calgary-cambridge/closing",
           "calgary-cambridge/understanding"),
          ("ignoring-risk", "dismissing-emotion", "false-reassurance", "judgemental"),
          ("treatable", "means", "safety-plan")),
     Pair("suicide-risk-farmer", "empathic", "phrase-spraying", ("nurse", "calgary-cambridge"),
          ("nurse/name", "nurse/understand", "nurse/respect", "nurse/explore"),
-         ("ignoring-risk", "jargon-unexplained", "false-reassurance"), ("means", "safety-plan")),
+         ("ignoring-risk", "dismissing-emotion", "false-reassurance"), ("means", "safety-plan")),
     Pair("antibiotics-chest-cold", "careful", "blunt", ("nurse", "calgary-cambridge"),
          ("nurse/understand", "nurse/explore", "calgary-cambridge/initiating", "calgary-cambridge/gathering",
           "calgary-cambridge/closing", "calgary-cambridge/understanding"),
@@ -141,15 +141,17 @@ def test_better_transcript_wins_for_the_right_reasons(pair):
 
 
 def test_evidence_quotes_the_learner():
-    """Every piece of evidence is a quote of what the clinician said at that turn."""
-    pair = PAIRS[0]
-    turns = json.loads((TRANSCRIPTS / f"{pair.station}-{pair.better}.json").read_text())
-    fb = feedback(pair, pair.better)
-    quoted = [e for item in fb["items"] for e in item["evidence"]]
-    assert quoted
-    clinician = "\n".join(t["text"] for t in turns if t["role"] == "clinician")
-    for e in quoted:
-        assert e["quote"].strip(" .…") in clinician, e
+    """Every piece of evidence quotes what the clinician said at the turn it names."""
+    def norm(text: str) -> str:
+        return " ".join(text.replace("\u2019", "'").casefold().split()).strip(" .…")
+
+    for pair in PAIRS:
+        turns = json.loads((TRANSCRIPTS / f"{pair.station}-{pair.better}.json").read_text())
+        said = [norm(t["text"]) for t in turns if t["role"] == "clinician"]  # turn n = the n-th clinician line
+        quoted = [e for item in feedback(pair, pair.better)["items"] for e in item["evidence"]]
+        assert quoted, pair.id
+        for e in quoted:
+            assert norm(e["quote"]) in said[e["turn"] - 1], (pair.id, e)
 
 
 def test_markdown_export_grades_like_the_json():
