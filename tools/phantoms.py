@@ -414,49 +414,6 @@ def _polycystic(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple
     return hu, lesion
 
 
-def _polycystic_kidneys(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Axial slice at the renal hila (contrast-enhanced): both kidneys enlarged and replaced by many
-    simple cysts, a few small liver cysts; the lesion is the dominant 44 mm cyst in the left kidney."""
-    hu = np.full(x.shape, -1000.0, dtype=np.float32)
-    hu[_ellipse(x, y, 0, 0, 152, 110)] = -100  # subcutaneous fat
-    hu[_ellipse(x, y, 0, 0, 136, 96)] = 50  # abdominal wall muscle
-    hu[_ellipse(x, y, 0, 0, 129, 89)] = -90  # intra-abdominal fat
-    liver = _ellipse(x, y, -70, -20, 55, 50) & _ellipse(x, y, 0, 0, 128, 88)
-    hu[liver] = 110  # enhancing liver
-    for cx, cy, r in ((-85, -35, 5), (-60, -5, 4), (-95, 0, 3.5)):
-        hu[_ellipse(x, y, cx, cy, r, r)] = 5  # small liver cysts
-    for cx, cy, r in ((10, -55, 15), (45, -45, 14)):  # bowel loops
-        hu[_ellipse(x, y, cx, cy, r, r * 0.8)] = 35
-        hu[_ellipse(x, y, cx, cy - r * 0.3, r - 4, r * 0.3)] = -1000
-    hu[_ellipse(x, y, 0, 62, 20, 17)] = 250  # vertebral body
-    hu[_ellipse(x, y, 0, 62, 20, 17) & ~_ellipse(x, y, 0, 62, 17, 14)] = 700
-    for side in (-1, 1):
-        hu[_ellipse(x, y, side * 28, 52, 12, 15)] = 50  # psoas
-        hu[_ellipse(x, y, side * 40, 82, 22, 13)] = 50  # paraspinal muscles
-    hu[_ellipse(x, y, 10, 30, 10, 10)] = 230  # aorta
-    hu[_ellipse(x, y, -16, 30, 11, 8)] = 150  # IVC
-    dominant = (78.0, 25.0, 22.0)  # left kidney (image right): centre x, y and radius, mm
-    kidneys = [(-80.0, 20.0, 46.0, 38.0, 20.0), (78.0, 22.0, 50.0, 40.0, -20.0)]
-    for cx, cy, ax, ay, angle in kidneys:
-        hu[_ellipse(x, y, cx, cy, ax, ay, angle_deg=angle)] = 150  # enhancing parenchyma
-    for cx, cy, ax, ay, angle in kidneys:
-        placed: list[tuple[float, float, float]] = []
-        for _ in range(400):
-            if len(placed) == 16:
-                break
-            r = float(rng.uniform(3.0, 11.0))
-            px, py = cx + rng.uniform(-ax, ax) * 0.8, cy + rng.uniform(-ay, ay) * 0.8
-            inside = _ellipse(np.array([px]), np.array([py]), cx, cy, ax - r - 2, ay - r - 2, angle_deg=angle)[0]
-            clear = all(math.dist((px, py), (qx, qy)) > r + qr + 1.5 for qx, qy, qr in placed)
-            if inside and clear and math.dist((px, py), dominant[:2]) > dominant[2] + r + 3:
-                placed.append((px, py, r))
-        for px, py, r in placed:
-            hu[_ellipse(x, y, px, py, r, r)] = 6  # simple cysts
-    lesion = _ellipse(x, y, *dominant[:2], dominant[2], dominant[2])
-    hu[lesion] = 8
-    return hu, lesion
-
-
 PHANTOMS: tuple[PhantomSpec, ...] = (
     PhantomSpec("chest-ct-nodule", 512, 0.7, 18.0, 101, _chest,
                 "Synthetic axial chest CT (lung window): a solid 14 mm nodule in the right middle zone.",
@@ -486,13 +443,6 @@ FOLDER_PHANTOMS: dict[str, tuple[PhantomSpec, ...]] = {
                     "Synthetic contrast-enhanced axial lower-abdomen CT: a rim-enhancing low-density "
                     "collection within an enlarged right psoas muscle.",
                     "rim-enhancing psoas collection", 18, "psoas muscle (about 50 HU)", (40, 400), "ABDOMEN"),
-    ),
-    "nephrology": (
-        PhantomSpec("abdomen-ct-cystic-kidneys", 512, 0.7, 14.0, 707, _polycystic_kidneys,
-                    "Synthetic contrast-enhanced axial CT at the renal hila: both kidneys enlarged and replaced "
-                    "by many simple cysts, the largest 44 mm in the left kidney; a small liver cyst.",
-                    "dominant simple renal cyst", 8, "enhancing renal parenchyma (about 150 HU)", (40, 400),
-                    "ABDOMEN"),
     ),
     "geriatrics": (
         PhantomSpec("head-ct-subdural-collection", 256, 0.9, 5.0, 606, _subdural,
