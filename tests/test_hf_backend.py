@@ -361,6 +361,14 @@ def test_bad_gguf_and_bad_folder_are_model_errors(tmp_path):
         hf.HFChatModel(f"hf/{tmp_path}")  # a folder without a model
 
 
+def test_attention_kernel_is_chosen_by_option(tiny_llama_dir):
+    model = load_model(f"hf/{tiny_llama_dir}?attn=eager")
+    assert model.weights.model.config._attn_implementation == "eager"
+    assert hf._attention(("f", None, "cpu", "float32", "causal", None)) is None  # CPU: transformers' default
+    with pytest.raises(ConfigError, match="attn='flash'"):
+        hf.HFChatModel(f"hf/{tiny_llama_dir}?attn=flash")
+
+
 def test_bad_options_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown option"):
         hf.HFChatModel(f"hf/{tmp_path}?batch=3")

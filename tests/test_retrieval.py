@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import sys
 import pytest
 import yaml
 
@@ -286,3 +287,12 @@ def test_tool_call_path(default_index):
 def test_tool_rejects_bad_arguments(arguments):
     with pytest.raises(ToolArgumentError):
         asyncio.run(call_tool("retrieve", arguments))
+
+
+def test_without_faiss_the_error_says_which_extra_to_install(monkeypatch):
+    from agentclinic.errors import ConfigError
+    from agentclinic.tools.corpus import import_faiss
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as if neither faiss build were installed
+    with pytest.raises(ConfigError, match=r"agentclinic\[cpu\]"):
+        import_faiss()

@@ -169,9 +169,21 @@ def is_cached(source: str, model: str, dense: bool) -> bool:
     return (folder / "passages.jsonl").exists() and (not dense or (folder / "index.faiss").exists())
 
 
+def import_faiss():
+    """The faiss module: the CPU build (``agentclinic[cpu]``) or the GPU one (``agentclinic[gpu]``)."""
+    try:
+        import faiss
+    except ImportError as exc:
+        from agentclinic.errors import ConfigError
+
+        raise ConfigError("the retrieve tool needs faiss: pip install 'agentclinic[cpu]', or 'agentclinic[gpu]' "
+                          f"where CUDA is (make install chooses for you) ({exc})") from exc
+    return faiss
+
+
 def load_source(folder: Path, dense: bool) -> tuple[list[Passage], Any]:
     """Passages and faiss index from a cache folder; ``ValueError`` when they disagree."""
-    import faiss
+    faiss = import_faiss()
 
     passages = [Passage.model_validate_json(line)
                 for line in (folder / "passages.jsonl").read_text(encoding="utf-8").splitlines() if line]
@@ -184,7 +196,7 @@ def load_source(folder: Path, dense: bool) -> tuple[list[Passage], Any]:
 def build_source(source: str, folder: Path, embedder: Embedder) -> tuple[list[Passage], Any]:
     """Make the source's passages, embed them with the shared model into a flat inner-product
     faiss index (unit vectors: cosine), and write both to ``folder``."""
-    import faiss
+    faiss = import_faiss()
 
     passages = source_passages(source)
     index = None

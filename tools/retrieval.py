@@ -26,8 +26,8 @@ from pydantic import BaseModel, Field, field_validator
 from agentclinic.agents.embeddings import tokens
 from agentclinic.errors import ConfigError
 from agentclinic.tools.base import ToolArgumentError, ToolArguments, ToolContext, ToolResult
-from agentclinic.tools.corpus import (DEFAULT_SOURCES, SOURCES, Passage, build_source, cache_root, is_cached,
-                                     load_source, source_dir)
+from agentclinic.tools.corpus import (DEFAULT_SOURCES, SOURCES, Passage, build_source, cache_root, import_faiss,
+                                     is_cached, load_source, source_dir)
 from agentclinic.tools.registry import register_tool
 
 Mode = Literal["hybrid", "dense", "bm25"]
@@ -233,7 +233,7 @@ class RetrievalIndex:
             self.postings[term] = (ids_a, weights.astype(np.float32))
 
     def _maybe_gpu(self) -> None:
-        import faiss
+        faiss = import_faiss()
 
         if getattr(faiss, "get_num_gpus", lambda: 0)() > 0 and hasattr(faiss, "StandardGpuResources"):
             self.gpu = faiss.StandardGpuResources()

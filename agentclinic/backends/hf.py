@@ -11,6 +11,9 @@ local Hugging Face cache (no hub is ever reached). Options (all optional):
 - ``device=DEV``        ``cpu``, ``cuda``, ``cuda:1``... (default: ``cuda`` when available, else ``cpu``)
 - ``dtype=T``           ``float32``, ``bfloat16``, ``float16`` (default: bfloat16 on CUDA, float32 on CPU)
 - ``kind=K``            ``causal`` or ``image-text`` (default: from the model's config)
+- ``attn=A``            attention kernel: ``eager``, ``sdpa`` or ``flash_attention_2`` (default: flash attention 2
+                        on CUDA in bf16/fp16 when the ``flash-attn`` package is installed, else transformers'
+                        default, SDPA where the architecture has it)
 
 Two kinds of model: causal LMs (``AutoModelForCausalLM`` + ``AutoTokenizer`` and its chat template) and
 image-text-to-text models (``AutoModelForImageTextToText`` + ``AutoProcessor`` and its chat template; images
@@ -57,10 +60,11 @@ from agentclinic.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-OPTIONS = ("gguf", "max_batch", "max_wait_ms", "device", "dtype", "kind")
+OPTIONS = ("gguf", "max_batch", "max_wait_ms", "device", "dtype", "kind", "attn")
 DEFAULT_MAX_BATCH = 8
 DEFAULT_MAX_WAIT_MS = 10.0
 KINDS = ("causal", "image-text")
+ATTENTION = ("eager", "sdpa", "flash_attention_2")
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16", "half": "float16"}
 # End-of-turn tokens of common chat formats: generation stops at any of these that the vocabulary holds.
@@ -116,6 +120,17 @@ def _device_and_dtype(spec: ModelSpec) -> tuple[str, str]:
     return device, DTYPES.get(dtype.lower(), dtype)
 
 
+def _attention(key: tuple) -> str | None:
+    """The attention kernel asked for (``attn=``), else flash attention 2 where it can run, else None
+    (transformers' default)."""
+    *_, device, dtype, _kind, attn = key
+    if attn is not None:
+        return attn
+    if device.startswith("cuda") and dtype in ("bfloat16", "float16") and importlib.util.find_spec("flash_attn"):
+        return "flash_attention_2"
+    return None
+
+
 def get_weights(spec: ModelSpec) -> _Weights:
     """The weights a spec names, loaded once per process and shared by every spec that resolves to them."""
     folder, gguf, local = _resolve(spec)
@@ -123,7 +138,10 @@ def get_weights(spec: ModelSpec) -> _Weights:
     kind = spec.options.get("kind")
     if kind is not None and kind not in KINDS:
         raise ConfigError(f"{spec}: kind={kind!r}; expected one of {', '.join(KINDS)}")
-    key = (folder, gguf, device, dtype, kind)
+    attn = spec.options.get("attn")
+    if attn is not None and attn not in ATTENTION:
+        raise ConfigError(f"{spec}: attn={attn!r}; expected one of {', '.join(ATTENTION)}")
+    key = (folder, gguf, device, dtype, kind, attn)
     with _WEIGHTS_LOCK:
         weights = _WEIGHTS.get(key)
         if weights is None:
@@ -196,10 +214,11 @@ class _Weights:
 
     @classmethod
     def load(cls, key: tuple, local: bool, label: str) -> _Weights:
-        folder, gguf, device, dtype_name, kind = key
+        folder, gguf, device, dtype_name, kind, _attn = key
         import torch
         dtype = getattr(torch, dtype_name)
         extra: dict[str, Any] = {} if local else {"local_files_only": True}
+        model_extra = {"attn_implementation": attn} if (attn := _attention(key)) else {}
         started = time.perf_counter()
         try:
             from transformers import AutoConfig
@@ -215,12 +234,12 @@ class _Weights:
                     tokenizer = getattr(processor, "tokenizer", None)
                     if tokenizer is None or getattr(processor, "image_processor", None) is None:
                         raise ModelError(f"hf model {label}: its processor has no tokenizer or image processor")
-                    model = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype, **extra)
+                    model = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype, **extra, **model_extra)
                     weights = cls(key, label, "image-text", model, tokenizer, processor)
                 else:
                     from transformers import AutoModelForCausalLM, AutoTokenizer
                     tokenizer = AutoTokenizer.from_pretrained(folder, **extra)
-                    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **extra)
+                    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **extra, **model_extra)
                     weights = cls(key, label, "causal", model, tokenizer, None)
             weights.model.to(device)
             weights.model.eval()
@@ -237,7 +256,7 @@ class _Weights:
 
     @classmethod
     def _load_gguf(cls, key: tuple, label: str, dtype: Any, extra: dict) -> _Weights:
-        folder, gguf, _device, _dtype, kind = key
+        folder, gguf, _device, _dtype, kind, _attn = key
         if kind == "image-text":
             raise ModelError(f"hf model {label}: GGUF files load as causal LMs only")
         from transformers import AutoModelForCausalLM, AutoTokenizer

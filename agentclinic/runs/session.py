@@ -18,6 +18,8 @@ for every role, over the file. The resolved settings of each role are saved in `
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import re
 import tomllib
 from datetime import datetime, timezone
@@ -330,6 +332,7 @@ def _run_on_ray(plan, config: RunConfig, factory: RunFactory, writer: RunWriter,
                        concurrency=config.concurrency, on_done=on_done, address=config.ray_address,
                        workers=config.workers, gpus_per_worker=config.gpus_per_worker,
                        failure=lambda item, cause: failure_record(factory, item, cause, run_id))
+    (writer.folder / "ray.json").write_text(json.dumps(dataclasses.asdict(stats), indent=2))  # what the executor did
     if console and (stats.replaced or stats.failed):
         console.print(f"[yellow]Ray:[/yellow] {stats.replaced} workers replaced, {stats.replayed} episodes played "
                       f"again, {stats.failed} recorded as errors")
