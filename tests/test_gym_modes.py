@@ -280,3 +280,12 @@ def test_a_doctor_through_the_gym_plays_as_through_the_runner():
         assert len(gym_record.events) > 3  # a real consultation, not an instant guess
     with pytest.raises(TypeError, match="text"):
         DoctorPolicy(make_doctor("scripted"))(("messages",), {})
+
+
+def test_an_env_with_its_own_clinic_says_why_it_does_not_pickle():
+    from agentclinic.env.gym import scripted_clinic
+
+    env = ClinicEnv(SCENARIOS, clinic=scripted_clinic())
+    with pytest.raises(TypeError, match="clinic=.*cannot be pickled"):
+        pickle.dumps(env)
+    env.close()

@@ -38,9 +38,9 @@ given case (any case of the allowed kinds, whatever the split); without it, the 
 ``envs.set_attr("scenario_queue", [[...], [...]])`` gives each sub-env its own queue (a list: one per
 sub-env), which autoresets follow too; ``envs.reset(options=...)`` would give every sub-env the same options.
 
-Pickling: the env pickles mid-episode. With the default scripted clinic it is rebuilt from its constructor
-arguments in the new process and the episode's actions are replayed (the clinic is deterministic); a clinic
-passed in (``clinic=``) travels as it is and must itself be picklable.
+Pickling: the env pickles mid-episode: the default scripted clinic is rebuilt from the env's constructor
+arguments in the new process and the episode's actions are replayed (the clinic is deterministic). An env
+given its own clinic (``clinic=``) refuses to pickle, with a ``TypeError`` saying so (its agents hold models).
 """
 
 from __future__ import annotations
@@ -264,19 +264,18 @@ class ClinicEnv(gym.Env):
             self._loop.close()
 
     def __getstate__(self) -> dict:
-        state = {"init": self._init_kwargs, "np_random": self._np_random, "np_random_seed": self._np_random_seed,
-                 "queue": list(self.scenario_queue), "episode": self._episode}
-        if self._init_kwargs["clinic"] is not None:  # the given clinic travels in "init", its episode with it
-            state |= {"messages": self.messages, "last": self._last}
-        return state
+        if self._init_kwargs["clinic"] is not None:
+            raise TypeError("a ClinicEnv given its own clinic (clinic=...) cannot be pickled: its agents hold "
+                            "models and locks; pickling rebuilds the default scripted clinic from the env's "
+                            "arguments (embedder=, max_turns=, budget=, ...) and replays the episode")
+        return {"init": self._init_kwargs, "np_random": self._np_random, "np_random_seed": self._np_random_seed,
+                "queue": list(self.scenario_queue), "episode": self._episode}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state["init"])
         self.scenario_queue = state["queue"]
         episode = state["episode"]
-        if episode is not None and self._init_kwargs["clinic"] is not None:
-            self._episode, self.messages, self._last = episode, state["messages"], state["last"]
-        elif episode is not None:  # a rebuilt scripted clinic: replay the episode in play
+        if episode is not None:  # the rebuilt clinic replays the episode in play (it is deterministic)
             self._begin(episode["scenario"], episode["seed"])
             for action in episode["actions"]:
                 self.step(action)
