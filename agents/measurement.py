@@ -6,8 +6,10 @@ words in another order ("CT of the chest" for "Chest CT") or a close spelling (d
 ratio >= 0.85, never across different numbers or short tokens: "free T3" is not "free T4").
 A test *group* can be ordered too ("Complete blood count" holding WBC, haemoglobin and
 platelets in an imported MedQA case): every test of the group comes back in one finding.
-A test the case lacks is "not available for this patient", unless the scenario declares
-``unknown_tests: normal``, when it is "Within normal limits.". Nothing is ever invented.
+A test the case lacks is "Not available for this patient.", unless the scenario declares
+``unknown_tests: normal``, when it is "Within normal limits.", or ``list-available``, when the tests the
+case has are named too. Nothing is ever invented, and a result never repeats the test's name (the
+environment prints it before the result).
 
 Examination: no system (or 'all', 'general', 'full', ...) gives every finding; otherwise
 the findings whose system or manoeuvre matches, after normalising the name ("Neurological
@@ -253,6 +255,12 @@ def system_keys(text: str) -> set[str]:
     return out
 
 
+def without_name(result: str, name: str) -> str:
+    """A result without a leading copy of its test's name ("Chest X-ray: clear" -> "clear")."""
+    head, colon, rest = result.partition(":")
+    return rest.strip() if colon and rest.strip() and normalise(head) == normalise(name) else result
+
+
 def name_key(text: str) -> str:
     full = normalise(text)
     core = _strip(full, _EXAM_WORDS) or full
@@ -323,7 +331,10 @@ class ScriptedMeasurement:
             return found if isinstance(found, Finding) else self._test_finding(request, found)
         if self.scenario.unknown_tests == "normal":
             return Finding(request=request, name=request, result=NORMAL_RESULT, available=True)
-        return Finding(request=request, result=f"{request}: not available for this patient.", available=False)
+        result = "Not available for this patient."
+        if self.scenario.unknown_tests == "list-available" and self.scenario.tests:
+            result += " Available: " + ", ".join(dict.fromkeys(t.name for t in self.scenario.tests)) + "."
+        return Finding(request=request, result=result, available=False)
 
     def _find_test(self, keys: list[str]) -> LabTest | list[LabTest] | None:
         for key in sorted(keys, key=len, reverse=True):
@@ -339,8 +350,8 @@ class ScriptedMeasurement:
 
     def _test_finding(self, request: str, found: LabTest | list[LabTest]) -> Finding:
         if isinstance(found, LabTest):
-            return Finding(request=request, name=found.name, result=found.result, available=True,
-                           price_code=found.price_code, group=found.group)
+            return Finding(request=request, name=found.name, result=without_name(found.result, found.name),
+                           available=True, price_code=found.price_code, group=found.group)
         first = found[0]
         if first.group not in {t.group for t in found[1:]}:  # a test with parts filed under its name
             result = "; ".join([first.result, *(f"{t.name}: {t.result}" for t in found[1:])])

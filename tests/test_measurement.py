@@ -106,7 +106,7 @@ def test_close_misspellings_are_accepted(agent, request_, name):
 def test_close_but_different_tests_are_not_confused(agent, request_):
     finding = order(agent, request_)
     assert not finding.available and finding.name is None
-    assert finding.result == f"{request_}: not available for this patient."
+    assert finding.result == "Not available for this patient."
 
 
 @pytest.mark.parametrize("request_", ["Complete blood count", "complete blood count", "CBC", "FBC",
@@ -133,13 +133,27 @@ def test_an_unknown_test_is_not_available_unless_the_case_says_normal(scenario_d
     agent.reset(Scenario.model_validate(scenario_data))
     finding = order(agent, "Serum zinc")
     assert finding.model_dump() == {"request": "Serum zinc", "name": None, "available": False, "price_code": None,
-                                    "group": None, "result": "Serum zinc: not available for this patient.",
+                                    "group": None, "result": "Not available for this patient.",
                                     "case_result": None}
     agent.reset(Scenario.model_validate({**scenario_data, "unknown_tests": "normal"}))
     finding = order(agent, "Serum zinc")
     assert finding.available and finding.result == NORMAL_RESULT == "Within normal limits."
     known = order(agent, "CXR")  # a test the case has still gives its own result
     assert known.result == "Right lower lobe consolidation."
+    agent.reset(Scenario.model_validate({**scenario_data, "unknown_tests": "list-available"}))
+    listed = order(agent, "Serum zinc")
+    names = [t["name"] for t in scenario_data["tests"]]
+    assert not listed.available and listed.result == f"Not available for this patient. Available: {', '.join(names)}."
+
+
+def test_a_result_never_repeats_the_test_name(scenario_data):
+    """Imported cases often write the name into the result; the environment prints the name already."""
+    first = dict(scenario_data["tests"][0])
+    data = {**scenario_data, "tests": [{**first, "result": f"{first['name']}: {first['result']}"}]}
+    agent = ScriptedMeasurement()
+    agent.reset(Scenario.model_validate(data))
+    finding = order(agent, first["name"])
+    assert finding.available and finding.result == first["result"]
 
 
 def test_an_empty_request_is_not_available(agent):
@@ -162,7 +176,7 @@ def test_results_are_never_invented_across_many_requests(agent, scenario):
             parts = finding.result.split("; ") if finding.name == "Complete blood count" else [finding.result]
             assert all(p.split(": ", 1)[-1] in results for p in parts), (request_, finding.result)
         else:
-            assert finding.result == f"{request_}: not available for this patient."
+            assert finding.result == "Not available for this patient."
 
 
 # --- examination ---------------------------------------------------------------------------

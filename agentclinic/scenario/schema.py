@@ -311,8 +311,9 @@ class Scenario(Strict):
     examination: list[ExamFinding] = Field(default_factory=list)
     tests: list[LabTest] = Field(default_factory=list)
     images: list[Image] = Field(default_factory=list)
-    unknown_tests: Literal["not-available", "normal"] = Field(
-        "not-available", description="what the measurement agent says for a test the case lacks")
+    unknown_tests: Literal["not-available", "normal", "list-available"] = Field(
+        "not-available", description="what the measurement agent says for a test the case lacks: that it is not "
+        "available, that it is normal, or that it is not available and which tests are")
     diagnosis: Condition | None = Field(None, description="required for diagnostic cases; none for stations")
     differential: list[Condition] = Field(default_factory=list)
     red_flags: list[RedFlag] = Field(default_factory=list)
