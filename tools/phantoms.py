@@ -202,6 +202,56 @@ def _subdural(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[n
     return hu, collection
 
 
+def _upper_abdomen(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Axial upper-abdomen slice (portal venous phase) at the level of the adrenals and gallbladder:
+    fat, muscle wall, liver, spleen, stomach, upper renal poles, crura, spine, aorta and IVC."""
+    hu = np.full(x.shape, -1000.0, dtype=np.float32)
+    hu[_ellipse(x, y, 0, 0, 150, 110)] = -100  # subcutaneous fat
+    hu[_ellipse(x, y, 0, 0, 134, 95)] = 50  # abdominal wall muscle
+    hu[_ellipse(x, y, 0, 0, 127, 88)] = -90  # intra-abdominal fat
+    inside = _ellipse(x, y, 0, 0, 126, 87)
+    hu[(_ellipse(x, y, -60, -5, 66, 74, angle_deg=15) | _ellipse(x, y, 0, -45, 45, 25)) & inside] = 105  # liver
+    hu[_ellipse(x, y, 90, 30, 24, 42, angle_deg=-35) & inside] = 110  # spleen
+    stomach = _ellipse(x, y, 55, -30, 32, 24, angle_deg=20)
+    hu[stomach] = 15
+    hu[stomach & (y < -40)] = -1000
+    for side in (-1, 1):
+        hu[_ellipse(x, y, side * 72, 62, 22, 18, angle_deg=side * 25)] = 160  # upper renal poles
+        hu[_ellipse(x, y, side * 38, 82, 22, 13)] = 50  # paraspinal muscles
+        hu[_ellipse(x, y, side * 14, 38, 5, 14, angle_deg=side * 10)] = 50  # diaphragmatic crura
+    hu[_ellipse(x, y, 0, 62, 20, 17)] = 250  # vertebral body
+    hu[_ellipse(x, y, 0, 62, 20, 17) & ~_ellipse(x, y, 0, 62, 17, 14)] = 700
+    hu[_ellipse(x, y, 6, 34, 11, 11)] = 170  # aorta
+    hu[_ellipse(x, y, -24, 22, 13, 9)] = 150  # IVC
+    hu[_ellipse(x, y, 28, 46, 2.5, 12, angle_deg=15)] = 45  # left adrenal limb
+    return hu
+
+
+def _adrenal_mass(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A 42 mm heterogeneous right adrenal mass (enhancing solid rim, low-density centre) behind the
+    IVC, between the liver and the right crus; the lesion is the whole mass."""
+    hu = _upper_abdomen(x, y)
+    mass = _ellipse(x, y, -42, 44, 21, 19, angle_deg=-20)
+    hu[_ellipse(x, y, -42, 44, 26, 24, angle_deg=-20) & ~_ellipse(x, y, 0, 62, 20, 17)] = -90  # retroperitoneal fat
+    hu[_ellipse(x, y, -24, 22, 13, 9)] = 150  # IVC, in front of the mass
+    hu[mass] = 140  # avidly enhancing tumour
+    hu[_ellipse(x, y, -40, 45, 9, 7, angle_deg=-20)] = 30  # central necrosis
+    return hu, mass
+
+
+def _gallbladder(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A distended gallbladder in the liver bed with a thick enhancing wall, dependent calcified stones
+    and a rim of pericholecystic fluid; the lesion is the gallbladder to its outer wall."""
+    hu = _upper_abdomen(x, y)
+    outer = _ellipse(x, y, -38, -52, 26, 18, angle_deg=-25)
+    hu[_ellipse(x, y, -38, -52, 30, 22, angle_deg=-25) & ~outer & (y < -50)] = 8  # pericholecystic fluid
+    hu[outer] = 75  # thickened, enhancing wall
+    hu[_ellipse(x, y, -38, -52, 20, 12.5, angle_deg=-25)] = 12  # bile
+    for cx, cy in ((-30, -46), (-40, -44), (-48, -48)):
+        hu[_ellipse(x, y, cx, cy, 3.5, 3.5)] = 420  # calcified stones, dependent (posterior)
+    return hu, outer
+
+
 def _thorax(x: np.ndarray, y: np.ndarray, contrast: bool = False) -> np.ndarray:
     """Axial mid-chest slice without a lesion: fat and muscle wall, ribs, lungs, heart (blood pool
     enhanced when ``contrast``), spine and descending aorta."""
@@ -450,6 +500,18 @@ FOLDER_PHANTOMS: dict[str, tuple[PhantomSpec, ...]] = {
                     "left convexity with midline shift to the right.",
                     "crescentic hypodense extra-axial collection", 20, "cortex (about 40 HU) and skull",
                     (40, 80), "HEAD"),
+    ),
+    "endocrinology": (
+        PhantomSpec("abdomen-ct-adrenal-mass", 512, 0.7, 14.0, 808, _adrenal_mass,
+                    "Synthetic contrast-enhanced axial upper-abdomen CT: a 42 mm heterogeneous, avidly enhancing "
+                    "right adrenal mass with a low-density centre.",
+                    "right adrenal mass", 140, "retroperitoneal fat, liver and IVC", (40, 400), "ABDOMEN"),
+    ),
+    "general-surgery": (
+        PhantomSpec("abdomen-ct-gallbladder", 512, 0.7, 14.0, 909, _gallbladder,
+                    "Synthetic contrast-enhanced axial upper-abdomen CT: a distended gallbladder with a thick "
+                    "enhancing wall, calcified stones and a rim of pericholecystic fluid.",
+                    "distended thick-walled gallbladder", 12, "liver and pericholecystic fat", (40, 400), "ABDOMEN"),
     ),
     "neurosurgery": (
         PhantomSpec("head-ct-extradural-collection", 256, 0.9, 5.0, 701, _extradural,
