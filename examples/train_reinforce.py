@@ -30,7 +30,7 @@ from pathlib import Path
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--scenarios", default=None, help="scenario files or folder (default: the bank)")
+    p.add_argument("--scenarios", nargs="*", default=None, help="scenario files or folders (default: the bank)")
     p.add_argument("--episodes", type=int, default=400, help="training episodes (train split)")
     p.add_argument("--batch", type=int, default=8, help="episodes per policy update")
     p.add_argument("--lr", type=float, default=0.1, help="Adam learning rate")

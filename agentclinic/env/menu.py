@@ -118,10 +118,16 @@ class MenuDoctor(ScriptedDoctor):
 
 class ActionMenu(gym.Wrapper):
     """The clinic over a discrete menu of actions (see the module docstring). Wraps a text-mode ``ClinicEnv``
-    (or a wrapper of one); ``embedder`` is what the built-in ranking matches text with (default: the process's)."""
+    (or a wrapper of one); ``embedder`` is what the built-in ranking matches text with: "minilm", "lexical", an
+    ``Embedder``, or None for the process's default (``agentclinic.agents.embeddings.embedder_named``)."""
 
     def __init__(self, env: gym.Env, embedder=None, max_turns: int | None = None):
+        from agentclinic.agents.embeddings import embedder_named
+
         super().__init__(env)
+        if getattr(env.unwrapped, "obs_mode", "text") != "text":
+            raise ValueError("ActionMenu wraps a text-mode ClinicEnv (obs_mode='text')")
+        embedder = embedder_named(embedder)
         budget = getattr(env.unwrapped.clinic.budget, "turns", None)
         self.max_turns = max_turns or budget or 20
         self.doctor = MenuDoctor(embedder=embedder, max_turns=self.max_turns)
