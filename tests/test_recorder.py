@@ -14,6 +14,7 @@ from agentclinic.env.wrappers import RecordEpisodes, RunRecorder
 from agentclinic.runs.writer import RunFolderError, RunWriter
 from agentclinic.scenario import load_scenarios
 from agentclinic.scenario.loaders import BANK_DIR
+from agentclinic.scenario.splits import split_of
 
 SCENARIOS = [s for s in load_scenarios(BANK_DIR) if getattr(s, "kind", "diagnostic") == "diagnostic"][:5]
 
@@ -66,8 +67,8 @@ def test_split_recorded_and_resume_appends(tmp_path):
     env.step("DIAGNOSIS READY: pneumonia")
     env.close()
     config = json.loads((tmp_path / "r" / "run.json").read_text())["config"]
-    assert config["split"]["split"]["name"] == "train"
-    assert set(config["split"]["assignment"]) == {s.id for s in SCENARIOS}
+    assert config["split"] == {"name": "train", "seed": 0, "fractions": [0.6, 0.2, 0.2], "method": "hash"}
+    assert config["split_assignment"] == {s.id: split_of(s.id) for s in SCENARIOS}  # as `run --split` records it
     with pytest.raises(RunFolderError, match="already holds a run"):
         RecordEpisodes(ClinicEnv(SCENARIOS, split="train"), out=tmp_path, run_id="r")
     with pytest.raises(RunFolderError, match="settings differ"):

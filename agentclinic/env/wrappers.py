@@ -45,8 +45,9 @@ def env_config(env: gym.Env, doctor: str = "gym-policy") -> dict:
             "format": None, "doctor": doctor, "episodes": None, "seed": None,
             "max_turns": base.clinic.budget.turns, "image_policy": base.clinic.image_policy,
             "weights": base.clinic.weights.as_dict(), "scenario_ids": [s.id for s in base.scenarios],
-            "split": split_record(base.pool, base.split).model_dump(mode="json") if base.split else None,
-            "embedder": base.clinic.embedder}
+            "split": base.split.model_dump(mode="json") if base.split else None,
+            "embedder": base.clinic.embedder} | (  # as `agentclinic run --split` records it
+        {"split_assignment": split_record(base.pool, base.split).assignment} if base.split else {})
 
 
 class RunRecorder:
