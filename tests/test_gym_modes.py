@@ -142,6 +142,8 @@ def test_scenario_option_queue_split_and_kinds():
             env.reset(options={"scenario": stations[0].id})
     with pytest.raises(ValueError, match="obs_mode"):
         ClinicEnv(SCENARIOS, obs_mode="pixels")
+    with pytest.raises(ValueError, match="conversation stations with obs_mode='text'"):
+        ClinicEnv(BANK, obs_mode="messages", kinds=("diagnostic", "conversation"))
     env.close()
 
 

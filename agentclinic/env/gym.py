@@ -180,6 +180,9 @@ class ClinicEnv(gym.Env):
         if isinstance(scenarios, (str, Path)) or scenarios is None:
             scenarios = load_scenarios(scenarios or BANK_DIR)
         kinds = tuple(kinds)
+        if obs_mode == "messages" and set(kinds) - {"diagnostic"}:
+            raise ValueError("obs_mode='messages' sends the diagnostic doctor's action protocol; play conversation "
+                             "stations with obs_mode='text'")
         self.pool = [s for s in scenarios if kind_of(s) in kinds]  # every case reset may play when asked
         self.split = Split.parse(split)
         self.scenarios = split_scenarios(self.pool, self.split) if self.split else list(self.pool)  # sampled
