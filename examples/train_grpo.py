@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--save", action="store_true", help="save the trained model to the run folder")
+    p.add_argument("--vllm", action="store_true", help="generate with vLLM in the training process (GPU; "
+                   "GRPOConfig(use_vllm=True, vllm_mode='colocate'))")
     p.add_argument("--out", default="runs")
     p.add_argument("--run-id", default=None)
     return p.parse_args(argv)
@@ -169,7 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
                         num_generations=args.generations, max_steps=args.steps, learning_rate=args.lr,
                         logging_steps=1, report_to="none", use_cpu=not torch.cuda.is_available(),
                         max_completion_length=args.max_completion_tokens, save_strategy="no", seed=args.seed,
-                        temperature=args.temperature, bf16=False)
+                        temperature=args.temperature, bf16=torch.cuda.is_available(),
+                        **({"use_vllm": True, "vllm_mode": "colocate"} if args.vllm else {}))
     trainer = GRPOTrainer(model=model, processing_class=tokenizer, args=config, rollout_func=recorded_rollout,
                           reward_funcs=reward_functions("diagnosis"),
                           train_dataset=Dataset.from_list([{k: r[k] for k in ("prompt", "scenario_id")}

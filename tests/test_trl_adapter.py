@@ -202,3 +202,25 @@ def test_grpo_trainer_takes_the_mask_and_trains(tokenizer, tmp_path):
     assert logged["rewards/diagnosis_reward/mean"] == 0.5 and logged["reward_std"] > 0
     assert "loss" in logged and logged["grad_norm"] > 0
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def test_vllm_generator_cuts_each_turn_at_its_stop_token(tokenizer):
+    """The call TRL's own tool loop makes (one completion per sequence), against a stand-in for TRL's engine."""
+    from agentclinic.train.trl_grpo import VLLMGenerator
+
+    eos = tokenizer.eos_token_id
+
+    class Engine:
+        def generate(self, prompts, images, num_generations):
+            assert images is None and num_generations == 1
+            ids = [[10, 11, eos, 12], [20, 21, 22, 23, 24]]
+            logprobs = [[[-0.1], [-0.2], [-0.3], [-0.4]], [[-1.0], [None], [-1.0], [-1.0], [-1.0]]]
+            return prompts, ids[:len(prompts)], logprobs[:len(prompts)], None
+
+    class Trainer:
+        processing_class = tokenizer
+        vllm_generation = Engine()
+
+    turns = VLLMGenerator(Trainer(), max_new_tokens=4)([[1, 2], [3]])
+    assert [t.ids for t in turns] == [[10, 11, eos], [20, 21, 22, 23]]
+    assert turns[0].logprobs == [-0.1, -0.2, -0.3] and turns[1].logprobs == [-1.0, None, -1.0, -1.0]

@@ -46,10 +46,11 @@ def prompt_key(messages: Sequence[Mapping[str, Any]]) -> str:
 
 @dataclass
 class Generated:
-    """One sampled turn: token ids (the stop token included when it came) and their log-probabilities."""
+    """One sampled turn: token ids (the stop token included when it came) and their log-probabilities (None
+    where the engine could not give one; TRL leaves those out of its importance-sampling correction)."""
 
     ids: list[int]
-    logprobs: list[float]
+    logprobs: list[float | None]
 
 
 class Generator(Protocol):
@@ -104,7 +105,8 @@ class HFGenerator:
 
 class VLLMGenerator:
     """Samples through the trainer's vLLM engine (``GRPOConfig(use_vllm=True)``), one completion per sequence, as
-    TRL's own tool loop does; a turn is cut at ``max_new_tokens`` (vLLM's own cap is ``max_completion_length``)."""
+    TRL's own tool loop does; a turn is cut at ``max_new_tokens`` (vLLM's own cap is ``max_completion_length``).
+    Its contract with TRL is unit-tested against a stand-in engine; it has not been run on a GPU here."""
 
     def __init__(self, trainer, *, max_new_tokens: int = 96):
         self.trainer, self.max_new_tokens = trainer, max_new_tokens
@@ -117,7 +119,7 @@ class VLLMGenerator:
         for seq, lps in zip(ids, logprobs):
             end = next((i + 1 for i, t in enumerate(seq) if t in self.stop_ids), len(seq))
             end = min(end, self.max_new_tokens)
-            turns.append(Generated(list(seq[:end]), [float(lp[0]) if lp[0] is not None else 0.0 for lp in lps[:end]]))
+            turns.append(Generated(list(seq[:end]), [lp[0] for lp in lps[:end]]))  # None: unknown (TRL: NaN)
         return turns
 
 
@@ -173,7 +175,7 @@ class Episode:
     prompt_ids: list[int]
     completion_ids: list[int] = field(default_factory=list)
     env_mask: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
+    logprobs: list[float | None] = field(default_factory=list)
     turns: int = 0
     episode_return: float = 0.0
     composite: float = 0.0
@@ -182,7 +184,7 @@ class Episode:
     done: bool = False
     texts: list[str] = field(default_factory=list)  # the doctor's turns, decoded
 
-    def add(self, ids: list[int], logprobs: list[float] | None, mask: int) -> None:
+    def add(self, ids: list[int], logprobs: list[float | None] | None, mask: int) -> None:
         self.completion_ids += ids
         self.env_mask += [mask] * len(ids)
         self.logprobs += list(logprobs) if logprobs is not None else [0.0] * len(ids)
