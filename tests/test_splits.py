@@ -158,3 +158,18 @@ def test_dataset_as_a_datasets_dataset():
     data = scenario_dataset(BANK, "train")
     assert len(data) == len(scenario_rows(BANK, "train")) and set(data["split"]) == {"train"}
     assert data[0]["prompt"][0]["role"] == "system" and data.column_names[:2] == ["prompt", "scenario_id"]
+
+
+def test_the_split_from_a_config_file_and_flags(tmp_path):
+    from agentclinic.runs.session import resolve_config
+
+    toml = tmp_path / "run.toml"
+    toml.write_text('split = "validation"\nsplit_seed = 3\n')
+    config, _ = resolve_config({}, toml)
+    assert config.split == Split(name="validation", seed=3)
+    flagged, _ = resolve_config({"split": "test"}, toml)
+    assert flagged.split == Split(name="test", seed=3)
+    assert resolve_config({}, None)[0].split is None
+    toml.write_text('split = "dev"\n')
+    with pytest.raises(ConfigError, match="split"):
+        resolve_config({}, toml)
