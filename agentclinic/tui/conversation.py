@@ -170,6 +170,7 @@ class ConversationScreen(Screen):
         except Exception as exc:  # noqa: BLE001 - shown to the learner, nothing was played
             chat.write(Text(f"Cannot start this case: {type(exc).__name__}: {exc}", style="bold red"))
             return
+        chat.clear()
         chat.write(Text("Brief: ", style="bold green") + Text(brief))
         chat.write(Text("Type to speak; Up/Down recall what you said. Ctrl+E ends, Ctrl+S saves, Ctrl+P pauses"
                         + (", Ctrl+T takes over the next reply." if app.settings.instructor else "."),

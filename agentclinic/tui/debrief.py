@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Group, RenderableType
+from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -21,7 +23,7 @@ STATUS = {"met": ("✓ met", "green"), "partly": ("◐ partly", "yellow"), "miss
 
 
 def _heading(text: str) -> Text:
-    return Text(f"\n{text}\n", style="bold underline")
+    return Text(f"\n{text}", style="bold underline")
 
 
 def _wrap_quote(quote: str, limit: int = 160) -> str:
@@ -49,26 +51,30 @@ def score_line(record: EpisodeRecord, feedback: dict | None) -> Text:
     return text
 
 
-def items_text(feedback: dict) -> Text:
-    """Every rubric item: its status, what counts, and the learner's words that earned it."""
-    text = Text()
-    rubric = None
+def items_table(feedback: dict) -> Group:
+    """Every rubric item, per rubric: its status, what counts, and the learner's words that earned it."""
+    tables: list[Table] = []
+    rubric, table = None, None
     for item in feedback.get("items") or []:
-        if item.get("rubric") != rubric:
+        if item.get("rubric") != rubric or table is None:
             rubric = item.get("rubric")
-            text.append(f"\n{str(rubric).upper()}\n", style="bold")
+            table = Table(title=str(rubric).upper(), title_justify="left", title_style="bold", box=None,
+                          show_header=False, padding=(0, 1), expand=True)
+            table.add_column(width=10, no_wrap=True)
+            table.add_column(ratio=1)
+            tables.append(table)
         label, style = STATUS.get(item.get("status"), (str(item.get("status")), ""))
-        text.append(f"  {label:<10}", style=style)
-        text.append(f"{item.get('title') or item.get('id')}\n", style="bold")
+        cell = Text(f"{item.get('title') or item.get('id')}", style="bold")
         if item.get("what"):
-            text.append(f"             {item['what']}\n", style="dim")
+            cell.append(f"\n{item['what']}", style="dim")
         for evidence in item.get("evidence") or []:
             move = f" [{evidence['move']}]" if evidence.get("move") else ""
-            text.append(f"             turn {evidence.get('turn')}{move}: ", style="cyan")
-            text.append(f"“{_wrap_quote(str(evidence.get('quote', '')))}”\n", style="italic")
+            cell.append(f"\nturn {evidence.get('turn')}{move}: ", style="cyan")
+            cell.append(f"“{_wrap_quote(str(evidence.get('quote', '')))}”", style="italic")
         if item.get("note"):
-            text.append(f"             {item['note']}\n", style="yellow")
-    return text
+            cell.append(f"\n{item['note']}", style="yellow")
+        table.add_row(Text(label, style=style), cell)
+    return Group(*[part for table in tables for part in (table, Text(""))])
 
 
 def red_lines_text(feedback: dict) -> Text:
@@ -148,29 +154,42 @@ class DebriefScreen(Screen):
     def on_mount(self) -> None:
         self.title, self.sub_title = f"Debrief · {self.session.scenario.title}", self.session.scenario.id
         self.query_one("#debrief-body", Static).update(self.body())
+        self.query_one("#debrief").focus()  # arrow keys and Page Up/Down scroll it
 
-    def body(self) -> Text:
+    def body(self) -> RenderableType:
         session = self.session
         record = session.record
         assert record is not None
         feedback = session.feedback()
-        text = score_line(record, feedback)
+        head = score_line(record, feedback)
         if session.error and session.error not in (record.error or ""):
-            text.append(f"\n{session.error}", style="bold red")
-        text.append(f"\nrecorded in {session.recorder.folder}/episodes.jsonl (episode {record.episode})", style="dim")
+            head.append(f"\n{session.error}", style="bold red")
+        head.append(f"\nrecorded in {session.recorder.folder}/episodes.jsonl (episode {record.episode})",
+                    style="dim")
         if not feedback:
-            return text + _heading("Result") + diagnostic_text(record)
-        text += _heading("Rubric items (your words as evidence)") + items_text(feedback)
+            return Group(head, _heading("Result"), diagnostic_text(record))
         missed = feedback.get("missed") or []
-        text += _heading("Missed") + (bullets(missed, "red") if missed else Text("Nothing missed.", style="green"))
-        text += _heading("Red lines") + red_lines_text(feedback)
-        text += _heading("Emotional arc (0-4 per turn)") + arc_chart(feedback.get("arc") or [])
+        parts: list[RenderableType] = [
+            head, _heading("Rubric items (your words as evidence)"), items_table(feedback),
+            _heading("Missed"), bullets(missed, "red") if missed else Text("Nothing missed.", style="green"),
+            _heading("Red lines"), red_lines_text(feedback),
+            _heading("Emotional arc (0-4 per turn)"), arc_chart(feedback.get("arc") or [])]
         if feedback.get("information"):
-            text += _heading("Information") + information_text(feedback)
+            parts += [_heading("Information"), information_text(feedback)]
         if feedback.get("penalties"):
-            text += _heading("Penalties") + bullets(feedback["penalties"], "yellow")
-        text += _heading("Suggestions") + bullets(feedback.get("suggestions") or ["None."])
-        return text
+            parts += [_heading("Penalties"), bullets(feedback["penalties"], "yellow")]
+        parts += [_heading("Suggestions"), bullets(feedback.get("suggestions") or ["None."])]
+        return Group(*parts)
+
+    def text(self) -> str:
+        """The debrief as plain text (what the screen shows, for tests and logs)."""
+        import io
+
+        from rich.console import Console
+
+        console = Console(width=116, file=io.StringIO(), color_system=None)
+        console.print(self.body())
+        return console.file.getvalue()
 
     @on(Button.Pressed, "#export-markdown")
     def action_export_markdown(self) -> None:
