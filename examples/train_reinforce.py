@@ -5,8 +5,9 @@ The environment is ``ActionMenu(ClinicEnv(split="train"))`` (``agentclinic/env/m
 (history questions by topic, examination, test panels for the leading hypotheses, images, retrieval, diagnose the
 leader or the runner-up) and a feature vector that describes the consultation's state, never the case, so what
 is learned can carry over to unseen cases. The policy is a masked softmax over a linear function of the features
-(torch), trained with REINFORCE (batch-mean baseline, normalised advantages, Adam) on the terminal reward (the
-composite of the scoring axes; 0 without a diagnosis).
+(torch), trained with REINFORCE on the terminal reward (the composite of the scoring axes; 0 without a diagnosis):
+each case is played ``--group`` times in a row and the group's mean return is the baseline, advantages are
+normalised over the batch, Adam updates the weights.
 
 Evaluation plays every test scenario once per seed (``agentclinic.env.evaluation.evaluate``) with the sampling
 policy, the same (scenario, seed) plan before and after training; the held-out improvement is the paired
@@ -27,12 +28,15 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--scenarios", nargs="*", default=None, help="scenario files or folders (default: the bank)")
     p.add_argument("--episodes", type=int, default=400, help="training episodes (train split)")
     p.add_argument("--batch", type=int, default=8, help="episodes per policy update")
+    p.add_argument("--group", type=int, default=2, help="episodes per case in a row (the baseline is their mean)")
     p.add_argument("--lr", type=float, default=0.1, help="Adam learning rate")
     p.add_argument("--entropy", type=float, default=0.01, help="entropy bonus weight")
     p.add_argument("--seeds", type=int, default=2, help="evaluation seeds per test scenario")
@@ -88,10 +92,14 @@ def play_episode(env, policy: LinearPolicy, scenario, seed: int) -> dict:
 
 
 def update(policy: LinearPolicy, optimiser, batch: list[dict], entropy_weight: float) -> float:
-    """One REINFORCE step on a batch of episodes: advantages are returns minus the batch mean, normalised."""
+    """One REINFORCE step on a batch of episodes. The baseline is the mean return of the episodes of the same
+    group (the same case, played ``--group`` times: how hard a case is cancels out; the batch's mean with
+    ``--group 1``), then advantages are normalised over the batch."""
     torch = policy.torch
     returns = torch.tensor([e["return"] for e in batch])
-    advantages = returns - returns.mean()
+    groups = [[r["return"] for r in batch if r["group"] == e["group"]] for e in batch]
+    baseline = torch.tensor([float(np.mean(g if len(g) > 1 else returns.tolist())) for g in groups])
+    advantages = returns - baseline
     if advantages.std() > 1e-8:
         advantages = advantages / advantages.std()
     loss = torch.zeros(())
@@ -132,8 +140,9 @@ def plot(curve: list[dict], before: dict, after: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.group < 1 or args.batch % args.group:
+        raise SystemExit("--batch must be a multiple of --group (>= 1)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import numpy as np
     import torch
 
     torch.set_num_threads(args.threads)
@@ -180,10 +189,12 @@ def main(argv: list[str] | None = None) -> dict:
     rng = np.random.default_rng(args.seed)
     curve, played, batch, order = [], [], [], []
     for n in range(args.episodes):
-        if not order:
-            order = list(rng.permutation(len(train_cases)))
-        scenario = train_cases[order.pop()]
+        if n % args.group == 0:
+            if not order:
+                order = list(rng.permutation(len(train_cases)))
+            scenario = train_cases[order.pop()]
         episode = play_episode(train_env, policy, scenario, seed=args.seed * 1_000_003 + n)
+        episode["group"] = n // args.group
         played.append(scenario.id)
         batch.append(episode)
         if len(batch) == args.batch or n == args.episodes - 1:

@@ -77,13 +77,13 @@ def test_action_menu_plays_a_case_through_its_menu():
 @pytest.mark.slow  # about a minute on 2 cores
 def test_reinforce_example_trains_on_train_and_evaluates_on_test(tmp_path):
     module = example("train_reinforce")
-    result = module.main(["--scenarios", *CASES, "--episodes", "6", "--batch", "3", "--seeds", "2",
+    result = module.main(["--scenarios", *CASES, "--episodes", "4", "--batch", "2", "--group", "2", "--seeds", "2",
                           "--embedder", "lexical", "--out", str(tmp_path), "--run-id", "tiny"])
     folder = tmp_path / "tiny"
     assert (folder / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((folder / "results.json").read_text())
     assert saved["improvement_return"]["difference"] == result["improvement_return"]["difference"]
-    assert [p["episodes"] for p in saved["curve"]] == [3, 6] and all("loss" in p for p in saved["curve"])
+    assert [p["episodes"] for p in saved["curve"]] == [2, 4] and all("loss" in p for p in saved["curve"])
     assert splits_of(saved["train_scenarios"]) == {"train"}
     assert splits_of(saved["test_scenarios"]) == {"test"} and len(saved["test_scenarios"]) == 3
     assert saved["before"]["episodes"] == saved["after"]["episodes"] == 6  # 3 test scenarios x 2 seeds
