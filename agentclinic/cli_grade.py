@@ -53,11 +53,13 @@ def grade_file(scenario_id: str, transcript: Path, *, judge: str | None = None, 
     from agentclinic.conversation.grading import grade, grade_with_model
     from agentclinic.conversation.tracker import replay
     from agentclinic.conversation.transcript import read_transcript
-    from agentclinic.scenario.loaders import BANK_DIR, load_scenarios
+    from agentclinic.scenario.loaders import BANK_DIR, load_scenarios, scenario_files
 
     where = scenarios or [BANK_DIR]
-    loaded = load_scenarios(list(where), skip_errors=True)
-    station = next((s for s in loaded if s.id == scenario_id), None)
+    station = None
+    for root in map(Path, where):  # only files that name the id are read (the bank has many cases)
+        files = [f for f in scenario_files(root) if scenario_id in f.read_text(encoding="utf-8", errors="replace")]
+        station = station or next((s for s in load_scenarios(files, skip_errors=True) if s.id == scenario_id), None)
     if station is None:
         raise AgentClinicError(f"no scenario {scenario_id!r} under {', '.join(map(str, where))} "
                                "(agentclinic scenarios list shows the ids)")

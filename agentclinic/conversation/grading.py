@@ -5,8 +5,9 @@ Rule grading reads the moves the tracker recognised, in context, so stock phrase
 - order matters: an item marked ``before-news`` (an invitation, the person's perception) counts in full only
   before the first essential information; after it, it is "partly";
 - empathy items marked ``responsive`` count only when the person showed an emotion or dropped a cue in the
-  last two lines, and a phrase said before word for word counts once; empathy pasted at the start, or
-  sprayed, is reported as missed with the turns where it was said;
+  last two lines, not in a turn that also dismisses, blames, reassures falsely or gives news bluntly, and a
+  phrase said before word for word counts once; empathy pasted at the start, or sprayed, is reported as
+  missed with the turns where it was said; a bare stock phrase ("I understand how you feel") is "partly";
 - the information must be delivered: the knowledge items need every essential item, in plain words, after a
   warning shot (news with no preparation is ``blunt-news``: partly at best, and a penalty);
 - jargon left unexplained is a red line where the station lists it; each red line crossed costs
@@ -27,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from agentclinic.agents.embeddings import Embedder
+from agentclinic.conversation.moves import STOCK, clean
 from agentclinic.conversation.rubric import RubricItem, rubric
 from agentclinic.conversation.tracker import Tracker, Turn, replay
 from agentclinic.scenario.schema import Scenario
@@ -36,6 +38,7 @@ REPEAT_PENALTY = 0.05
 BLUNT_PENALTY = 0.1
 MAX_PENALTY = 0.6
 EARLY_TURNS = 3
+HARMFUL = ("dismissing-emotion", "blunt-news", "blaming", "false-reassurance")  # empathy beside these does not count
 CREDIT = {"met": 1.0, "partly": 0.5, "missed": 0.0}
 
 RED_LINE_MOVES = {"false-reassurance": "false-reassurance", "blaming": "blaming",
@@ -46,7 +49,8 @@ RED_LINE_PATTERNS = {
                            r"not|can't))\b"),
     "judgemental": re.compile(r"\b(that's (stupid|ridiculous|silly|irresponsible)|(you're|you are) (being )?"
                               r"(stupid|ridiculous|silly|irresponsible|selfish|difficult)|you should be ashamed|"
-                              r"what were you thinking|people like you|drug[- ]seek)"),
+                              r"what were you thinking|people like you|drug[- ]seek|(that's|that is|it's) (far |way )?too "
+                              r"much|your own fault|you('re| are) wasting|you should know better)"),
     "breach-confidentiality": re.compile(r"\b(i('ll| will) (have to )?(tell|call|ring|inform) your (mum|dad|"
                                          r"parents?|mother|father|husband|wife|partner|family|employer|school)|"
                                          r"your (mum|dad|parents?) (will|need to|have to) (know|be told))\b"),
@@ -122,7 +126,7 @@ def grade(scenario: Scenario, tracker: Tracker) -> Feedback:
     """Rule grading of a conversation the tracker has read."""
     turns = tracker.turns
     news_turn = min((tracker.delivered[i] for i in tracker.recogniser.essential if i in tracker.delivered),
-                    default=None)
+                    default=None) if tracker.recogniser.bad_news else None  # order is graded around bad news only
     items: list[ItemResult] = []
     rubric_scores: dict[str, float] = {}
     for rubric_id in scenario.conversation.rubric:
@@ -159,6 +163,8 @@ def _valid(item: RubricItem, turn: Turn, news_turn: int | None, move: str) -> st
         return "not in response to an emotion or cue"
     if item.responsive and turn.repeated:
         return "a phrase already used"
+    if item.responsive and (harm := [m for m in HARMFUL if m in turn.moves]):
+        return f"in the same turn as {harm[0]}"
     return None
 
 
@@ -174,8 +180,11 @@ def _item(rubric_id: str, item: RubricItem, turns: list[Turn], tracker: Tracker,
                 (ignored.append((evidence, why)) if why else counted.append(evidence))
     distinct = len({e.move for e in counted})
     note = None
+    stock_only = item.responsive and counted and all(STOCK.match(clean(e.quote)) for e in counted)
     if item.check == "information":
         status, note = _knowledge(tracker, counted)
+    elif stock_only:
+        status, note = "partly", "only stock phrases (say what you see and why it makes sense)"
     elif distinct >= item.need:
         status = "met"
     elif counted:
@@ -212,7 +221,7 @@ def _knowledge(tracker: Tracker, counted: list[Evidence]) -> tuple[str, str | No
     if len(delivered) < len(essential):
         problems.append(f"not delivered: {', '.join(i for i in essential if i not in delivered)}")
     if blunt:
-        problems.append("the news came with no warning shot or invitation")
+        problems.append("the news came bluntly (no warning shot or invitation, or in harsh words)")
     if jargon:
         problems.append(f"unexplained jargon: {', '.join(jargon)}")
     if not delivered:

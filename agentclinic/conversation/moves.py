@@ -70,13 +70,13 @@ RULES: dict[str, tuple[str, ...]] = {
                           r"(hard|difficult|awful|frightening|scary|a lot)|that must be (so |really |very )?(hard|"
                           r"difficult|awful|frightening|scary)|i wish (i|we) had (better|different) news|i hear you|"
                           r"i understand(?! (that )?the)|i can see how much)",),
-    "open-question": (r"^(what|how|tell me|can you tell me|could you tell me|talk me through|describe|"
-                      r"in what way|what else)\b",),
+    "open-question": (r"^(what|how|in what way|what else)\b.*\?", r"^(tell me|can you tell me|could you tell me|"
+                      r"talk me through|describe)\b",),
     "closed-question": (r"^(do|does|did|is|are|was|were|have|has|had|can|could|will|would|should|any|shall)\b.*\?\s*$",),
     "ask-concerns": (r"\b(what (worries|concerns|frightens|scares) you|(is there )?anything (else )?(that('s| is) )?"
                      r"(worrying|bothering|concerning|troubling) you|what are you (most )?(worried|concerned|"
                      r"frightened|scared) about|what('s| is) (your|the) (biggest |main )?(worry|concern|fear)|"
-                     r"do you have any (worries|concerns|questions)|any (worries|concerns|questions)|what matters "
+                     r"do you have any (worries|concerns)|any (worries|concerns)|what matters "
                      r"(most )?to you|is there anything (else )?you('d| would) like to (ask|know)|what questions)",),
     "false-reassurance": (r"\b((it|everything)('ll| will| is going to) be (fine|ok|okay|all right|alright)|"
                           r"you('ll| will| are going to) be (fine|ok|okay|all right|alright)|nothing to worry about|"
@@ -95,7 +95,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "dismissing-emotion": (r"\b(calm down|no time for (that|this)|let's not (get )?(emotional|upset|dwell)|"
                            r"there's no (need|point) (to|in) (get|be)(ting)? (upset|emotional|angry|crying)|"
                            r"(pull|get) yourself together|crying (won't|doesn't) help|(getting )?upset won't help|"
-                           r"anyway,|moving on|let's move on|let's get back to|(don't|do not) (be|get) (upset|silly|"
+                           r"moving on|let's move on|let's get back to|(don't|do not) (be|get) (upset|silly|"
                            r"emotional|dramatic)|(stop|no need for) (crying|being emotional))",),
     "interrupting": (r"\b(let me (just )?stop you|hang on|hold on|wait,|sorry to (cut|interrupt) (you|in)|"
                      r"before you (go on|carry on)|can i just stop you|let me finish)",),
@@ -129,6 +129,71 @@ RULES: dict[str, tuple[str, ...]] = {
                       r"(do you have|got) (access to|tablets|pills|a plan)|what stops you)",),
 }
 
+# More ways of saying the same moves: everyday clinical phrasings, kept apart so that each table stays legible.
+MORE_RULES: dict[str, tuple[str, ...]] = {
+    "ask-perception": (r"\b(what (do |did )?you('ve| have)? (already )?(know|knew|understand|understood|been told|heard|"
+                       r"make of|think)( so far)? about|tell me what you('ve| have)? (know|understand|understood|been told)|"
+                       r"what you('ve| have) been told|what you (understand|understood|know) (so far|about|already))",),
+    "ask-invitation": (r"\b(how would you like (me )?to (go through|hear|do) (it|this|that)|some people (like|prefer|want) "
+                       r"(to hear|every detail|the main|all the)|would you (rather|prefer))",),
+    "naming-emotion": (r"\b((that|it|this) sounds (really |so |very |quite )?(exhausting|awful|hard|difficult|frightening|"
+                       r"scary|terrifying|lonely|overwhelming|upsetting|distressing|stressful|like a lot|horrible)|"
+                       r"it sounds (as if|as though|like) (you|this|that|coming|things|today|the)|"
+                       r"i can (hear|see|tell) (how|that|you)|you('re| are) (clearly |obviously |really |very )?(angry|"
+                       r"upset|worried|frightened|scared|furious|shocked|frustrated|exhausted|anxious)\b|"
+                       r"you must (be|have been) (so |really |very )?(worried|frightened|exhausted|furious|angry|scared)|"
+                       r"this (is|must be|has been) (a )?(real |big |huge |terrible |such a )?(shock|blow))",),
+    "understanding-statement": (r"\b((that's|that is|it's|it is) (so |completely |totally )?understandable|"
+                                r"i can see why|no wonder|i('d| would) (feel|be) (the same|that way|too)|"
+                                r"of course you('re| are| feel| would)|(you have|you've) every right|any (parent|son|"
+                                r"daughter|wife|husband|one|body) would|(lots of|many|most) people (would|feel|think)|"
+                                r"(an? )?(enormous|huge|great|heavy) (amount of \w+|thing|weight|load) to (carry|deal with|"
+                                r"cope with|take in)|a lot to (take in|carry|deal with|cope with))",),
+    "respect-statement": (r"\b(takes (real |a lot of )?courage|thank you for (trusting|telling|coming|raising|being|"
+                          r"looking after|bringing)|i'm glad you (came|told|mentioned|said|asked)|you did the right "
+                          r"thing|(that's|that is|it's) (a )?(really |very )?(fair|good|important|sensible) "
+                          r"(question|point)|you('ve| have) (stayed|cared|looked after|done everything)|(those|these) are "
+                          r"(really |very )?(good|important|fair|sensible|natural) questions|(it's|that's|it is|that is) "
+                          r"not (stupid|silly|daft) at all|(isn't|is not) (stupid|silly|daft)|it was the right thing)",),
+    "support-statement": (r"\b(we('ll| will) (think|work|go through|plan|decide|talk|sort) .{0,30}together|"
+                          r"(helps|will help|can help) (families|people|you) with|(can|will) (sit|stay|come) with you|"
+                          r"i('ll| will) be (here|around|available)|someone (can|will) (come|be|help|sit|stay)|"
+                          r"(let's|we'll|we will) (get|make) (you|a plan|sure)|i('ll| will) (see to it|sort|arrange|"
+                          r"get (her|him|you|someone)))",),
+    "explore-emotion": (r"\b(what (made|makes) (it|that|coming) (so )?(hard|difficult)|what (has|have) kept you going|"
+                        r"what('s| has been| is) (been )?the hardest|how (has|have) (your mood|things|you) been|"
+                        r"how (have|are) you (been )?(feeling|coping|managing|sleeping)|tell me what you('re| are) "
+                        r"(worried|frightened|scared|thinking)|tell me about (that|it|this morning|what)|"
+                        r"(is )?(there )?anything (else )?on your mind|what('s| is) on your mind|what (has|have) "
+                        r"(stopped|kept|held) you|what goes (round|through))",),
+    "open-question": (r"^(go on|tell me\b|i'm listening|please go on|carry on)",),
+    "ask-concerns": (r"\b(what (were|are) you hoping|what would you like (to happen|from today|us to|me to)|"
+                     r"what('s| is) worrying you|what matters (most )?to you|anything (else )?on your mind)",),
+    "check-understanding": (r"\b(what (would|will) make you (come back|call|ring|phone)|can you tell me what you('ll| will| "
+                            r"would| understood)|so i know i('ve| have) explained|what will you (do|look out for|tell))",),
+    "safety-net": (r"\b(come back (straight away |to see us |sooner )?if|answered day and night|(ring|call|phone) (111|999|us|"
+                   r"the surgery|the number|the ward|her|him)|if (it|things|you|the \w+) (gets?|get|feel) worse|"
+                   r"whose number you can ring)",),
+    "risk-question": (r"\b(ending (your|their|his|her) (own )?life|thoughts (like that|of (suicide|harming|ending))|"
+                      r"(thought|think|thinking) about (ending|killing|taking|harming)|(look after|keep|lock (up|away)|"
+                      r"take away) the (gun|guns|shotgun|tablets|pills|rope|medication)|are you safe)",),
+    "dismissing-emotion": (r"\b(everyone feels (like )?that|cheer up|nothing for you to worry about|(that's|that is|it's) "
+                           r"not (really )?(relevant|important|the point)|i (have|need|'ve got) to (get back|go|get on|"
+                           r"dash|rush)|i need to get on|anyway,? (let's|moving|back to|as i was saying)|^anyway\b|"
+                           r"(that's|it's) not (a medical problem|my problem|my job|our problem)|^next[.!]?$|"
+                           r"i have (other|more) patients|you need to stop (shouting|crying))",),
+    "false-reassurance": (r"\b(things will (sort|work) (themselves )?out|(it )?won't happen again|all fine now|no harm "
+                          r"done|(you'll|you will) be absolutely fine|most people are fine)",),
+    "blaming": (r"\b(it's your own fault|(it|this) was (her|his|their|the \w+'s) (error|fault|mistake)|(she|he|they) "
+                r"should have (double-checked|checked|known|noticed|called|come)|if (he|she|you|they)('d| had) "
+                r"(called|come|rung|phoned|taken|listened|stopped|gone|acted)|(it's|that's|it is) not (our|my) fault|"
+                r"(the )?(nurses?|wards?|doctors?|team|they) should have|(that's|it's) an? \w+ (issue|problem),? not "
+                r"(mine|ours))",),
+    "close": (r"\b(any questions\??$|that's everything|is there anything else (you'd like|i can))",),
+}
+for _move, _patterns in MORE_RULES.items():
+    RULES[_move] = RULES[_move] + _patterns
+
 # Written examples the embeddings compare a sentence with (a move needs a clear match; rules decide first).
 EXAMPLES: dict[str, tuple[str, ...]] = {
     "ask-perception": ("What have you understood so far about why we did the scan?",
@@ -155,7 +220,9 @@ EMBEDDING_MARGIN = 0.05  # the best move must beat the runner-up by this much
 JARGON = ("metastases", "metastasis", "metastatic", "metastasised", "mets", "malignant", "malignancy", "carcinoma",
           "neoplasm", "lesion", "primary", "palliative", "prognosis", "oncology", "oncologist", "histology",
           "bronchoscopy", "cytology", "staging", "mdt", "multidisciplinary", "adenocarcinoma", "lymphoma",
-          "sepsis", "myocardial infarction", "infarct", "haemorrhage", "hemorrhage", "dnacpr", "dnr", "cpr",
+          "sepsis", "myocardial infarction", "mi", "vf", "rosc", "als", "asystole", "arrest", "resus", "bm", "iv",
+          "dextrose", "datix", "hypo", "sats", "chemo", "invasive ductal", "analgesia", "delirium", "uti", "pals",
+          "anhedonia", "ssri", "urti", "antimicrobial", "adjuvant", "self-limiting", "infarct", "haemorrhage", "hemorrhage", "dnacpr", "dnr", "cpr",
           "resuscitation", "ventilation", "intubation", "hba1c", "glycaemic", "hypoglycaemia", "titrate", "titration",
           "insulin resistance", "antibiotic resistance", "viral aetiology", "self-limiting", "nephropathy",
           "idiopathic", "cognitive impairment", "neurodegenerative", "anaemia", "transfusion", "foetal", "fetal",
@@ -164,6 +231,14 @@ JARGON = ("metastases", "metastasis", "metastatic", "metastasised", "mets", "mal
 EXPLAINED = re.compile(r"\b(which means|that means|this means|meaning|in other words|in plain (english|words)|"
                        r"what (that|this) means|i\.e\.|that is to say|is a (word|fancy word|medical word|term) for|"
                        r"basically|put simply|simply put|by that i mean|we call|called)\b")
+
+BAD_NEWS = frozenset({"breaking-bad-news", "pregnancy-loss", "dementia-diagnosis", "uncertain-result", "goals-of-care"})
+"""Situations where the information is bad news: order is graded (preparation before it, ``blunt-news`` without)."""
+
+STOCK = re.compile(r"^(i('m| am) (so |really |very |truly )?sorry|i understand( how you feel)?|i know how you feel|"
+                   r"(that|this) must be (so |really |very )?(hard|difficult|awful|tough)( for you)?|i see|i hear you|"
+                   r"i can (imagine|see this is (hard|difficult)( for you)?))[.!]*$")
+"""Empathy said in a stock phrase and nothing more: it earns "partly" at best (the grader), never "met"."""
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'"})
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -218,6 +293,7 @@ class MoveRecogniser:
         self.embedder = embedder if embedder is not None and embedder.available else None
         self.items = scenario.conversation.information
         self.essential = [i.id for i in self.items if i.essential] or [i.id for i in self.items]
+        self.bad_news = scenario.conversation.situation in BAD_NEWS
         self._examples = [(move, text) for move, texts in EXAMPLES.items() for text in texts]
         self._plain = {i.id: clean(i.plain) for i in self.items}
 
@@ -232,7 +308,7 @@ class MoveRecogniser:
                     found[move] = sentence
         if not whole.strip(" .") or _COMPILED["silence"][0].search(whole):
             found.setdefault("silence", utterance.strip() or "(silence)")
-        for move, sentence in self._embedded(parts):
+        for move, sentence in self._embedded([p for p in parts if p not in found.values()]):
             found.setdefault(move, sentence)
         if "explore-emotion" in found or "ask-concerns" in found:
             found.pop("closed-question", None)
@@ -245,18 +321,21 @@ class MoveRecogniser:
             prepared = context.earlier_moves & {"warning-shot", "ask-perception", "ask-invitation"} or "warning-shot" in found
             news = [i for i in delivered if i in self.essential and i not in context.delivered]
             first_news = not (context.delivered & set(self.essential))
-            if news and first_news and (not prepared or len(news) >= 3):
+            if self.bad_news and news and first_news and (not prepared or len(news) >= 3):
                 found.setdefault("blunt-news", found["deliver-information"])
         if jargon and not explained:
             found.setdefault("jargon", next((s for s in parts if any(contains(s, w) for w in jargon)), whole))
         elif delivered and (explained or self._plain_words(whole, delivered)):
             found.setdefault("plain-language", found["deliver-information"])
         moves = [m for m in MOVES if m in found]
-        return Recognised(moves=moves, quotes={m: found[m] for m in moves}, delivered=delivered, jargon=jargon,
-                          explained=explained)
+        original = {clean(raw): " ".join(raw.split()) for raw in _SENTENCE.split(utterance) if raw.strip()}
+        original[whole] = " ".join(utterance.split())
+        return Recognised(moves=moves, quotes={m: original.get(found[m], found[m]) for m in moves},
+                          delivered=delivered, jargon=jargon, explained=explained)
 
     def _embedded(self, parts: list[str]) -> list[tuple[str, str]]:
-        """(move, sentence) for sentences that clearly match a written example of a move."""
+        """(move, sentence) for sentences that clearly match a written example of a move (asked only about
+        sentences no rule recognised: the rules are precise, the embeddings add paraphrases)."""
         if self.embedder is None or not parts:
             return []
         texts = [t for _, t in self._examples]
@@ -277,10 +356,11 @@ class MoveRecogniser:
         return any(contains(sentence, k) for k in item.keywords)
 
     def _delivered(self, whole: str, parts: list[str]) -> list[str]:
-        """Information items the utterance gets across: one of the item's keywords in a sentence that is
-        not a question (asking "is it cancer?" delivers nothing)."""
-        statements = [s for s in parts if not s.rstrip().endswith("?")] or []
-        return [i.id for i in self.items if any(self._mentions(s, i.id) for s in statements)]
+        """Information items the utterance gets across: one of the item's keywords in a sentence that does not
+        ask what the person knows or wants to know, or what they understood."""
+        asking = [_COMPILED[m] for m in ("ask-perception", "ask-invitation", "check-understanding")]
+        telling = [s for s in parts if not any(p.search(s) for ps in asking for p in ps)]
+        return [i.id for i in self.items if any(self._mentions(s, i.id) for s in telling)]
 
     def _plain_words(self, whole: str, delivered: list[str]) -> bool:
         """Whether the delivery shares words with the items' plain versions (the person can follow it)."""

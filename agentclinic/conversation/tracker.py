@@ -20,7 +20,7 @@ EMOTION_WORDS = re.compile(
     r"\b(scared|afraid|frightened|terrified|worried|worry|anxious|upset|angry|furious|cry|crying|tears|shaking|"
     r"can't (believe|think|cope|take)|oh god|oh no|how long|die|dying|why me|not fair|what about (my|me|the)|"
     r"don't know (how|what) (i'll|i will|i'm going to)|who('s| is| will) (going to )?look after|alone|"
-    r"devastated|shock|numb|lost|sorry)\b")
+    r"devastated|shock|numb|guilt|my fault|point of it)\b")
 RESPONSIVE_WINDOW = 2  # empathy counts as a response when the person showed emotion this many lines back at most
 
 

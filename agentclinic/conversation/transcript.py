@@ -44,7 +44,7 @@ def read_transcript(path: str | Path) -> list[Line]:
 
 def parse_transcript(text: str, path: str | Path | None = None) -> list[Line]:
     lines = _json(text, path) if text.lstrip().startswith("[") else _markdown(text, path)
-    if not any(role == "clinician" for role, _, _ in lines):
+    if not any(role == "clinician" for role, _ in lines):
         raise ScenarioError("no clinician utterance: nothing to grade", path=path, code="transcript")
     if len(lines) > MAX_UTTERANCES:
         raise ScenarioError(f"{len(lines)} utterances, over the limit of {MAX_UTTERANCES}", path=path,
