@@ -79,7 +79,12 @@ def test_medqa_case_becomes_facts_findings_and_flat_tests(medqa_file):
     assert (s.patient.age, s.patient.sex) == (41, "female")
     assert s.diagnosis.name == "Myasthenia gravis" and s.provenance.synthetic is False
     volunteered = [f.text for f in s.facts if f.disclosure.value == "volunteer"]
-    assert volunteered == ["Drooping eyelids"]
+    assert volunteered == ["I've had drooping eyelids."]  # in the patient's words (agentclinic.scenario.first_person)
+    said = {f.text: f for f in s.facts}
+    assert {"I have had drooping eyelids for two months.", "I've had tired jaw when chewing.", "I've had hypothyroidism.",
+            "I take levothyroxine 50 mcg.", "I haven't had any shortness of breath."} <= set(said)
+    onset = said["It's been going on for two months."]  # the onset is a fact of its own
+    assert "when" in onset.keywords and "how long" in onset.keywords
     categories = {f.category.value for f in s.facts}
     assert {"hpi", "pmh", "social", "ros", "medications"} <= categories
     tests = {t.name: t for t in s.tests}

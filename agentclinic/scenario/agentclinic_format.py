@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agentclinic.errors import ScenarioError
+from agentclinic.scenario.first_person import TIMING_KEYWORDS, first_person, is_no_information, timing_facts
 from agentclinic.scenario.loaders import Record, Source, build, register_loader
 from agentclinic.scenario.reading import jsonl_rows
 
@@ -83,6 +84,11 @@ def demographics(text: str) -> dict:
     return patient
 
 
+def is_child(patient: dict) -> bool:
+    """Whether a parent answers for the patient: under 12 years (or an age in months or days)."""
+    return patient.get("age_unit", "years") != "years" or 0 < patient.get("age", 0) < 12
+
+
 def _numeric(result: str) -> dict:
     match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*([A-Za-z%µ/^][\w%µ/^.\s]*)?\s*", result)
     if not match:
@@ -136,25 +142,37 @@ def medqa_examination(tree: object) -> list[dict]:
     return findings
 
 
-def medqa_facts(actor: dict) -> list[dict]:
-    """The patient actor as facts: the primary symptom is volunteered, the rest on ask."""
+def medqa_facts(actor: dict, speaker_is_patient: bool = True) -> list[dict]:
+    """The patient actor as facts in the speaker's own words (``first_person``): the primary symptom is
+    volunteered, the rest on ask; onset, duration, severity and course become facts of their own; fields
+    that only say nothing was given are left out."""
     facts: list[dict] = []
+
+    def add(category: str, text: str, fragment: bool = False, **extra) -> None:
+        if text.strip() and not is_no_information(text):
+            said = first_person(text, fragment=fragment, speaker_is_patient=speaker_is_patient, category=category)
+            facts.append({"category": category, "text": said.replace(" any .", "."), **extra})
+
     symptoms = actor.get("Symptoms") or {}
     if isinstance(symptoms, dict):
         if symptoms.get("Primary_Symptom"):
-            facts.append({"category": "hpi", "text": str(symptoms["Primary_Symptom"]),
-                          "disclosure": "volunteer", "important": True})
+            add("hpi", str(symptoms["Primary_Symptom"]), fragment=True, disclosure="volunteer", important=True)
         for item in symptoms.get("Secondary_Symptoms") or []:
-            facts.append({"category": "hpi", "text": str(item), "important": True})
+            add("hpi", str(item), fragment=True, important=True)
         other = {k: v for k, v in symptoms.items() if k not in ("Primary_Symptom", "Secondary_Symptoms")}
     else:
         other = {"Symptoms": symptoms}
+    timing: dict[str, str] = {}
     for key, value in {**other, **{k: v for k, v in actor.items() if k not in ("Demographics", "Symptoms")}}.items():
         category = FACT_CATEGORIES.get(key.lower(), "other")
-        for path, text in flatten(value):
-            label = " ".join(humanise(p) for p in path)
-            for sentence in sentences(text) if category == "hpi" else [f"{label}: {text}" if label else text]:
-                facts.append({"category": category, "text": sentence})
+        for _path, text in flatten(value):
+            for sentence in sentences(text):
+                add(category, sentence, fragment=category != "hpi")
+                if category == "hpi":
+                    for kind, said in timing_facts(sentence):
+                        timing.setdefault(kind, said)
+    for kind, said in timing.items():  # one of each kind: the first the history states
+        facts.append({"category": "hpi", "text": said, "keywords": TIMING_KEYWORDS[kind]})
     return facts
 
 
@@ -200,8 +218,8 @@ def load_medqa(path: Path) -> Iterator[Record]:
                 "specialty": "general",
                 "provenance": {**MEDQA_PROVENANCE, "reference": f"{MEDQA_PROVENANCE['reference']}; {path.name} line {number}"},
                 "doctor_brief": osce.get("Objective_for_Doctor") or "Assess and diagnose the patient.",
-                "patient": demographics(str(actor.get("Demographics", ""))),
-                "facts": medqa_facts(actor),
+                "patient": (patient := demographics(str(actor.get("Demographics", "")))),
+                "facts": medqa_facts(actor, speaker_is_patient=not is_child(patient)),
                 "examination": medqa_examination(_mapping(osce, "Physical_Examination_Findings")),
                 "tests": medqa_tests(_mapping(osce, "Test_Results")),
                 "diagnosis": {"name": osce.get("Correct_Diagnosis")} if osce.get("Correct_Diagnosis") else None,
