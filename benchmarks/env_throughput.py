@@ -3,13 +3,17 @@
     .venv/bin/python benchmarks/env_throughput.py                     # everything (~5 min on 2 cores)
     .venv/bin/python benchmarks/env_throughput.py --parts episodes    # only the scripted-episode figures
 
-Part ``episodes`` prints, after one warm-up pass over the bank (which loads the embedding model once
-and embeds every scenario's facts once):
+Part ``episodes`` prints, after one warm-up pass over the first ``--episodes`` diagnostic cases of the
+bank (which loads the embedding model once and embeds their facts once; torch with one thread, as
+``ClinicEnv`` sets it):
 - scripted episodes per second (scripted doctor, patient, measurement agent, judge);
 - mean ms per episode;
 - mean ``env.step`` time excluding agent time: parsing + ledger + recording, measured by
   stepping a Clinic whose patient, measurement agent and judge answer instantly;
 - the same figure for the full step with the scripted agents, for comparison.
+
+Part ``threads``: ms per text for MiniLM embedding distinct short questions one at a time (as the
+scripted patient does), with torch's default threads and with one, each in a fresh process.
 
 Part ``latency``: seconds from a fresh process's start to the end of its first episode (a few questions,
 a test, a diagnosis, scored), with MiniLM: with an empty cache folder (cold), with only the concept index
@@ -44,6 +48,7 @@ from agentclinic.agents.base import Finding, PatientReply, Verdict
 from agentclinic.agents.doctors import HISTORY_QUESTIONS, ScriptedDoctor
 from agentclinic.env.clinic import Clinic
 from agentclinic.env.gym import scripted_clinic
+from agentclinic.env.speed import limit_threads
 from agentclinic.runs.runner import play_episode
 from agentclinic.scenario.loaders import BANK_DIR, load_scenarios
 
@@ -81,6 +86,7 @@ async def env_only(scenarios, rounds: int) -> float:
 
 async def episodes(scenarios, n: int) -> tuple[float, float, float, float]:
     clinic, doctor = scripted_clinic(), ScriptedDoctor()
+    limit_threads(clinic, 1)  # as ClinicEnv does by default
     records = []
     t0 = time.perf_counter()
     for i in range(n):
@@ -102,6 +108,34 @@ MENU = [q for _, _, q in HISTORY_QUESTIONS] + [
     "REQUEST TEST: Complete blood count", "REQUEST TEST: ECG", "REQUEST TEST: Chest X-ray",
     "REQUEST TEST: Urinalysis", "REQUEST TEST: Troponin"]
 GUESSES = ["pneumonia", "myocardial infarction", "appendicitis", "migraine", "asthma", "gout", "sepsis"]
+
+
+def embed_texts(threads: int | None, n: int) -> dict:
+    """Run in a fresh process: ms per text for MiniLM embedding ``n`` distinct short questions one at a time
+    (as the scripted patient does), with torch's default threads (None) or ``threads``."""
+    import torch
+
+    from agentclinic.agents.embeddings import embedder_named, limit_torch_threads
+
+    embedder = embedder_named("minilm")
+    limit_torch_threads(threads)
+    embedder.encode(["warm-up question"])
+    texts = [f"{q} (variant {i})" for i, (_, _, q) in enumerate(HISTORY_QUESTIONS * (n // len(HISTORY_QUESTIONS) + 1))]
+    t0 = time.perf_counter()
+    for text in texts[:n]:
+        embedder.encode([text])
+    return {"threads": torch.get_num_threads(), "ms_per_text": (time.perf_counter() - t0) / n * 1000}
+
+
+def threads_part(work: Path, n: int) -> None:
+    print(f"\nMiniLM, one short text per call, {n} texts, fresh process each (ms per text)")
+    for threads in (None, 1):
+        r = in_subprocess(f"embed_texts({threads!r}, {n})", work / "threads", 900)
+        label = "torch default threads" if threads is None else f"torch_threads={threads}"
+        if "error" in r:
+            print(f"  {label:24s} error: {r['error']}")
+        else:
+            print(f"  {label:24s} ({r['threads']} threads) {r['ms_per_text']:8.1f}", flush=True)
 
 
 def first_episode(embedder: str) -> dict:
@@ -161,7 +195,7 @@ def vector_run(mode: str, n: int, embedder: str, threads: int | None, steps: int
         started = time.perf_counter()
         policy, done, taken, episodes = MenuPolicy(n), [False] * n, 0, 0
         half_t, half_steps = None, 0
-        while taken < steps * n and time.perf_counter() - t0 < limit_s:
+        while taken < steps * n and time.perf_counter() - started < limit_s:
             _, _, terminated, truncated, _ = envs.step(policy(done))
             done = [bool(a or b) for a, b in zip(terminated, truncated)]
             taken, episodes = taken + n, episodes + sum(done)
@@ -217,7 +251,7 @@ def vector(work: Path, sizes: list[int], modes: list[str], embedders: list[str],
     if not any(filled.glob("icd-index-*.json")):
         in_subprocess("first_episode('minilm')", filled, 900)
     print(f"\nvector envs: start-up (make + reset, s), then steps/s over {steps} steps per sub-env "
-          f"(steady: the second half only); cap {limit_s:.0f} s per row")
+          f"(steady: the second half only; at most {limit_s:.0f} s of steps per row)")
     print(f"  {'mode':5s} {'envs':>4s} {'embedder':8s} {'setting':7s} {'start s':>7s} {'steps/s':>8s} {'steady':>8s}")
     for embedder in embedders:
         for mode in modes:
@@ -238,8 +272,9 @@ def vector(work: Path, sizes: list[int], modes: list[str], embedders: list[str],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="episodes,latency,vector",
-                        help="comma-separated: episodes, latency, vector")
+    parser.add_argument("--parts", default="episodes,threads,latency,vector",
+                        help="comma-separated: episodes, threads, latency, vector")
+    parser.add_argument("--texts", type=int, default=100, help="texts to embed (part threads)")
     parser.add_argument("--episodes", type=int, default=40, help="scripted episodes to time (part episodes)")
     parser.add_argument("--envs", default="1,4,8", help="vector env sizes")
     parser.add_argument("--modes", default="sync,async")
@@ -252,7 +287,7 @@ def main() -> None:
 
     print(f"cores: {os.cpu_count()}, torch default threads: {torch.get_num_threads()}")
     if "episodes" in parts:
-        scenarios = load_scenarios(BANK_DIR).scenarios
+        scenarios = [s for s in load_scenarios(BANK_DIR).scenarios if not s.is_station][: args.episodes]
         t0 = time.perf_counter()
         asyncio.run(episodes(scenarios, len(scenarios)))  # warm-up: model load, fact embeddings
         print(f"warm-up over {len(scenarios)} scenarios: {time.perf_counter() - t0:.1f} s")
@@ -263,6 +298,8 @@ def main() -> None:
         print(f"scripted episodes: {rate:.1f} per second, {per_episode:.1f} ms each, {turns:.1f} turns on average")
     with tempfile.TemporaryDirectory(prefix="agentclinic-bench-") as folder:
         work = Path(folder)
+        if "threads" in parts:
+            threads_part(work, args.texts)
         if "latency" in parts:
             latency(work)
         if "vector" in parts:
