@@ -154,7 +154,7 @@ class EmotionalPatient(ConversationPatient):
             parts.append(self._mood_line(t, turn))
         else:
             parts.append(self._pick(lines.unknown, turn, "unknown"))
-        cue = self._cue(t, turn, concern is not None or "close" in moves)
+        cue = self._cue(t, turn, concern is not None or bool(moves & {"close", "jargon"}))  # not while lost
         if cue is not None:
             parts.append(cue.cue)
         text = " ".join(parts)
