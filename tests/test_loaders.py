@@ -106,7 +106,7 @@ def test_nejm_case_has_diagnosis_differential_and_remote_image(nejm_file):
     assert [c.name for c in s.differential] == ["Contact dermatitis", "Psoriasis"]
     assert s.images[0].remote and "text-only" in s.provenance.notes
     assert [t.name for t in s.tests] == ["Skin scraping", "Complete blood count"]
-    assert s.facts[0].text == "You are a 60-year-old man." and s.facts[0].disclosure.value == "volunteer"
+    assert s.facts[0].text == "I am a 60-year-old man." and s.facts[0].disclosure.value == "volunteer"
     assert "most likely diagnosis" not in s.doctor_brief
 
 

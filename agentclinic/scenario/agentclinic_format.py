@@ -35,6 +35,13 @@ FACT_CATEGORIES = {
     "obstetric_history": "obstetric", "history": "hpi",
 }
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+# Sub-keys of a history field that only label their text (MedQA-Ext nests ``Past_Medical_History.Surgeries``,
+# ``Social_History.Smoking_Status``); any other sub-key names a condition and is said with its text
+# (``Past_Medical_History.Epilepsy: "Taking phenytoin"`` -> "Epilepsy, taking phenytoin").
+LABEL_KEYS = {"surgeries": "pmh", "chronic_conditions": "pmh", "conditions": "pmh", "medications": "medications",
+              "current_medications": "medications", "allergies": "allergies", "smoking_status": "social",
+              "alcohol_use": "social", "substance_use": "social", "occupation": "social", "activities": "social",
+              "interests": "social"}
 
 
 def humanise(key: str) -> str:
@@ -100,6 +107,9 @@ IMAGING = re.compile(r"x-?ray|radiograph|\bct\b|\bmri\b|ultrason|sonogra|echocar
                      r"imaging|mammogra|fluoroscop", re.I)
 
 
+NOT_APPLICABLE = re.compile(r"^(?:non-?applicable|not applicable)\b", re.I)
+
+
 def medqa_tests(tree: object) -> list[dict]:
     """Nested test results -> flat tests.
 
@@ -109,6 +119,8 @@ def medqa_tests(tree: object) -> list[dict]:
     """
     panels: dict[tuple[str, ...], list[tuple[str, str]]] = {}
     for path, text in flatten(tree):
+        if is_no_information(text) or NOT_APPLICABLE.match(text):  # "No specific lab tests": "Non-applicable"
+            continue
         if len(path) > 1 and path[-1].lower() in GENERIC_LEAVES:
             path = path[:-1]
         key = path[:2] if len(path) >= 2 else path
@@ -164,8 +176,12 @@ def medqa_facts(actor: dict, speaker_is_patient: bool = True) -> list[dict]:
         other = {"Symptoms": symptoms}
     timing: dict[str, str] = {}
     for key, value in {**other, **{k: v for k, v in actor.items() if k not in ("Demographics", "Symptoms")}}.items():
-        category = FACT_CATEGORIES.get(key.lower(), "other")
-        for _path, text in flatten(value):
+        for path, text in flatten(value):
+            category = FACT_CATEGORIES.get(key.lower(), "other")
+            if path and category != "ros":  # a nested history field (MedQA-Ext)
+                category = LABEL_KEYS.get(path[-1].lower(), category)
+                if path[-1].lower() not in LABEL_KEYS and not is_no_information(text):
+                    text = f"{humanise(path[-1])}, {text[:1].lower()}{text[1:]}"
             for sentence in sentences(text):
                 add(category, sentence, fragment=category != "hpi")
                 if category == "hpi":
@@ -173,6 +189,9 @@ def medqa_facts(actor: dict, speaker_is_patient: bool = True) -> list[dict]:
                         timing.setdefault(kind, said)
     for kind, said in timing.items():  # one of each kind: the first the history states
         facts.append({"category": "hpi", "text": said, "keywords": TIMING_KEYWORDS[kind]})
+    if facts and not any(f.get("disclosure") == "volunteer" for f in facts):  # no Primary_Symptom (MedQA-Ext)
+        first = next((f for f in facts if f["category"] == "hpi"), facts[0])
+        first["disclosure"] = "volunteer"
     return facts
 
 
@@ -239,31 +258,91 @@ def load_medqa(path: Path) -> Iterator[Record]:
 
 
 BULLET = re.compile(r"(?:^|\s)(?:\d+\.|-)\s+(?=\S)")
-PREAMBLE = re.compile(r"^(the information|the provided|for your role|here'?s what)", re.I)
+PREAMBLE = re.compile(r"^(the information|the provided|for your role|for the patient|here'?s what|based on|"
+                      r"the instrument readings|the patient,)", re.I)
+# NEJM-Ext wording: markdown emphasis, a header left at the end of the previous item ("Negative Imaging
+# results:"), results that only say nothing was given, and the actor's stage directions.
+BOLD = re.compile(r"\*\*([^*]*)\*\*")
+TRAILING_HEADER = re.compile(r"\s+[A-Z][\w()-]*(?:\s+[a-z][\w()-]*){0,3}\s+(?:results?|findings?|studies|tests?):\s*$")
+NOT_GIVEN = re.compile(r"\bnot (?:detailed|provided|specified|mentioned|included|described|reported)\b", re.I)
+STAGE_DIRECTION = re.compile(r"^(?:remember|note|keep in mind|your (?:character|role)|as (?:the|a) patient)\b"
+                             r"|\b(?:patient actor|portray|your character)\b", re.I)
+SUB_ITEMS = GENERIC_LEAVES | {"staining", "details", "observations", "observation", "description"}
 
 
 def nejm_findings(text: str) -> list[dict]:
     """'1. Dermoscopy findings: X. 2. Skin biopsy: Y' or '- Name: value' lists -> tests.
 
-    A header without a value ('Laboratory studies:') collects the unnamed items after it.
+    A header without a value ('Laboratory studies:') collects the unnamed items after it, and the
+    generic ones ('**CT of the chest:** - Findings: X'); a result that only says it was not given is dropped.
     """
     tests: list[dict] = []
-    for segment in filter(None, (s.strip() for s in BULLET.split(text))):
+    header: dict | None = None
+    for segment in filter(None, (s.strip() for s in BULLET.split(BOLD.sub(r"\1", text)))):
+        segment = TRAILING_HEADER.sub("", segment)
         name, sep, result = segment.partition(":")
-        if sep and len(name) <= 80 and not PREAMBLE.match(name):
-            name = re.sub(r"\s+(findings?|results?|readings?|indicated)$", "", name.strip(), flags=re.I)
+        name = name.strip()
+        if sep and header is not None and name.lower() in SUB_ITEMS:
+            header["result"] = "; ".join(filter(None, [header["result"], result.strip()]))
+        elif sep and len(name) <= 80 and not PREAMBLE.match(name):
+            name = re.sub(r"\s+(findings?|results?|readings?|indicated)$", "", name, flags=re.I)
             tests.append({"name": name, "group": "Tests", "result": result.strip(), "relevant": True})
+            header = tests[-1] if not result.strip() else None
         elif tests:
             tests[-1]["result"] = "; ".join(filter(None, [tests[-1]["result"], segment]))
-    return [t for t in tests if t["result"]]
+    return [t for t in tests if t["result"] and not NOT_GIVEN.search(t["result"])]
+
+
+SECOND_PERSON = [(re.compile(p, re.I), r) for p, r in (
+    (r"\byou are\b", "I am"), (r"\byou're\b", "I'm"), (r"\byou were\b", "I was"), (r"\byou've\b", "I've"),
+    (r"\byou'd\b", "I'd"), (r"\byou'll\b", "I'll"), (r"\byourself\b", "myself"), (r"\byours\b", "mine"),
+    (r"\byour\b", "my"), (r"\b(to|with|for|at|about|on|from|by|gave|give|gives|showed|prescribed|"
+                          r"examined|helps?) you\b", r"\1 me"), (r"\byou\b", "I"))]
+
+
+def second_to_first(text: str) -> str:
+    """'You've been experiencing swelling in your neck' -> 'I've been experiencing swelling in my neck'."""
+    def swap(repl: str):
+        def said(m: re.Match) -> str:
+            out = m.expand(repl)
+            return out[:1].upper() + out[1:] if m.group(0)[:1].isupper() else out
+        return said
+
+    for pattern, repl in SECOND_PERSON:
+        text = pattern.sub(swap(repl), text)
+    return text
 
 
 def nejm_facts(patient_info: str) -> list[dict]:
-    """The patient brief (second person, often bulleted) as facts; the first is volunteered."""
-    parts = [s for chunk in BULLET.split(patient_info) for s in sentences(chunk)]
-    parts = [p for p in parts if not PREAMBLE.match(p)]
-    return [{"category": "hpi", "text": p, "disclosure": "volunteer" if i == 0 else "on-ask"}
-            for i, p in enumerate(parts)]
+    """The patient brief (second person, often bulleted, in NEJM-Ext with markdown headers) as first-person
+    facts; headers, preambles and stage directions are left out; the first fact is volunteered; onset,
+    duration, severity and course become facts of their own (as for MedQA)."""
+    text = BOLD.sub(r"\1", patient_info)
+    text = re.sub(r"\([^()]*(?:not aware|aware of|portrayal|don't know)[^()]*\)", "", text, flags=re.I)
+    parts = [s.strip() for chunk in BULLET.split(text) for s in sentences(chunk)]
+    parts = [re.sub(r"^[\w ,/’'()-]{1,60}:\s+(?=\S)", "", p) for p in parts  # "Age and Background: You are..."
+             if p and not PREAMBLE.match(p) and not STAGE_DIRECTION.search(p) and not p.rstrip().endswith(":")]
+    facts: list[dict] = []
+    timing: dict[str, str] = {}
+    for p in parts:
+        said = second_to_first(p)
+        facts.append({"category": "hpi", "text": said, "disclosure": "on-ask" if facts else "volunteer"})
+        for kind, sentence in timing_facts(said):
+            timing.setdefault(kind, sentence)
+    facts += [{"category": "hpi", "text": said, "keywords": TIMING_KEYWORDS[kind]} for kind, said in timing.items()]
+    return facts
+
+
+def without_answer_options(data: dict) -> dict:
+    """Aliases from the vocabularies that are another answer option of the question (MeSH files keratoglobus
+    under keratoconus) are dropped: the question itself tells them apart."""
+    others = {normalise_name(c["name"]) for c in data.get("differential", [])}
+    data["diagnosis"]["aliases"] = [a for a in data["diagnosis"].get("aliases", []) if normalise_name(a) not in others]
+    return data
+
+
+def normalise_name(name: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", name.lower()).split())
 
 
 def load_nejm(path: Path) -> Iterator[Record]:
@@ -294,7 +373,8 @@ def load_nejm(path: Path) -> Iterator[Record]:
                 "facts": nejm_facts(str(row.get("patient_info", ""))),
                 "examination": [] if tests else [{"system": "Examination and tests", "result": exams or "None recorded."}],
                 "tests": tests,
-                "images": [{"id": "img1", "asset": row["image_url"], "modality": "clinical image"}]
+                "images": [{"id": "img1", "asset": row["image_url"],
+                            "modality": ", ".join(map(str, row.get("type") or [])) or "clinical image"}]
                 if row.get("image_url") else [],
                 "diagnosis": {"name": correct[0]},
                 "differential": [{"name": a["text"]} for a in answers if not a.get("correct")],
@@ -302,7 +382,7 @@ def load_nejm(path: Path) -> Iterator[Record]:
         except (KeyError, TypeError, AttributeError, IndexError) as exc:
             yield ScenarioError(f"not an AgentClinic NEJM record ({exc!r})", path=path, line=number)
             continue
-        built = build(with_concept(data), Source(path, number))
+        built = build(without_answer_options(with_concept(data)), Source(path, number))
         yield from built if isinstance(built, list) else [built]
 
 

@@ -17,7 +17,8 @@ NUMBER = r"(?:\d+(?:\.\d+)?|an?|one|two|three|four|five|six|seven|eight|nine|ten
 UNIT = r"(?:minute|hour|day|week|month|year)s?"
 NO_INFORMATION = re.compile(r"^(?:no |none |not )?(?:significant |other |further |relevant )*(?:information|details?|data)"
                             r"(?: is| was)? ?(?:not )?(?:provided|available|given|specified|mentioned|reported)?\.?$"
-                            r"|^(?:none|n/?a|not (?:provided|available|applicable|mentioned|specified))\.?$", re.I)
+                            r"|^(?:none(?: reported| known| noted)?|n/?a|not (?:provided|available|applicable|mentioned|specified))\.?$",
+                            re.I)
 _SUBJECT = r"(?:the patient|patient|he|she|the (?:man|woman|boy|girl|child|infant|baby|mother|father))"
 # "<subject> <verb> [that] X": the verb's meaning is said in the first person; X keeps its words
 REPORTING = re.compile(rf"^{_SUBJECT}\s+(?:also\s+)?(?:reports?|notes?|states?|mentions?|says?|describes?|recalls?|"
