@@ -270,14 +270,19 @@ def test_a_failed_probe_stops_the_run_before_it_plays(tmp_path, monkeypatch):
 
 def test_failed_episodes_give_exit_status_3_unless_allowed(tmp_path, cases):
     out = tmp_path / "runs"
-    failed = cli.invoke(app, ["run", "--scenarios", str(cases), "--doctor", "human", "--episodes", "2",
-                              "--out", str(out), "--run-id", "f"], input="")  # end of input: errors
+    dead = "openai/x@http://127.0.0.1:9/v1?attempts=1"  # nothing listens on port 9: every doctor call fails
+    failed = cli.invoke(app, ["run", "--scenarios", str(cases), "--doctor", dead, "--episodes", "2",
+                              "--out", str(out), "--run-id", "f"])
     assert failed.exit_code == 3, failed.output
     assert "2 episodes, 2 failed" in failed.output.strip().splitlines()[-1]
     assert [r["outcome"] for r in lines_of(out / "f" / "episodes.jsonl")] == ["error", "error"]
-    allowed = cli.invoke(app, ["run", "--scenarios", str(cases), "--doctor", "human", "--episodes", "2",
-                               "--out", str(out), "--run-id", "g", "--allow-errors"], input="")
+    allowed = cli.invoke(app, ["run", "--scenarios", str(cases), "--doctor", dead, "--episodes", "2",
+                               "--out", str(out), "--run-id", "g", "--allow-errors"])
     assert allowed.exit_code == 0 and "2 episodes, 2 failed" in allowed.output
+    run_json = out / "f" / "run.json"  # the endpoint is back (here: the doctor is replaced by a person)
+    saved = json.loads(run_json.read_text())
+    saved["config"]["doctor"] = "human"
+    run_json.write_text(json.dumps(saved))
     fixed = cli.invoke(app, ["run", "--scenarios", str(cases), "--doctor", "human", "--episodes", "2",
                              "--out", str(out), "--run-id", "f", "--resume"],
                        input="DIAGNOSIS READY: Community-acquired pneumonia\n" * 2)
