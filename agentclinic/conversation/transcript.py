@@ -28,7 +28,7 @@ _OBSERVATION = re.compile(r"^(Patient|Relative|Interpreter)\s*:\s*", re.I)
 
 
 def read_transcript(path: str | Path) -> list[Line]:
-    """The utterances of a transcript file (JSON if it starts with '[', else Markdown); a ``ScenarioError``
+    """The utterances of a transcript file (JSON if it starts with '[' or '{', else Markdown); a ``ScenarioError``
     naming the file and the utterance for anything malformed."""
     path = Path(path)
     try:
@@ -43,7 +43,7 @@ def read_transcript(path: str | Path) -> list[Line]:
 
 
 def parse_transcript(text: str, path: str | Path | None = None) -> list[Line]:
-    lines = _json(text, path) if text.lstrip().startswith("[") else _markdown(text, path)
+    lines = _json(text, path) if text.lstrip().startswith(("[", "{")) else _markdown(text, path)
     if not any(role == "clinician" for role, _ in lines):
         raise ScenarioError("no clinician utterance: nothing to grade", path=path, code="transcript")
     if len(lines) > MAX_UTTERANCES:
