@@ -252,6 +252,27 @@ def test_input_history_recalls_what_was_said(tmp_path):
     run(scenario())
 
 
+def test_typing_ahead_while_a_reply_is_coming_sends_each_message_in_turn(tmp_path):
+    first, second = "Hello, I'm Dr Patel.", "What do you know about the scan so far?"
+
+    async def scenario():
+        app = app_for(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await start(pilot, STATION)
+            await pilot.press(*first, "enter", *second, "enter")  # the second is typed before the first reply
+            deadline = time.monotonic() + READY_S
+            while screen.busy or screen.queued:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+            await settle(pilot)
+            said = [line.text for line in screen.session.lines if line.role == "clinician"]
+            assert said == [first, second] and screen.session.turn == 2
+            await pilot.press("ctrl+e")
+            await settle(pilot)
+
+    run(scenario())
+
+
 def test_instructor_takes_over_the_next_reply_and_sees_the_state(tmp_path):
     reply = "Just tell me. Is it cancer?"
 
@@ -451,7 +472,7 @@ def test_the_real_command_in_tmux(tmp_path):
         keys("Enter")  # from the search to the one row left
         time.sleep(1)
         keys("Enter")
-        wait_for("Speak to the patient")
+        wait_for("Speak to Ms Ruth Okafor")
         keys("Hello Ms Okafor, I'm Dr Patel.", "Enter")
         wait_for("Patient:")
         keys("What do you know about the scan so far?", "Enter")

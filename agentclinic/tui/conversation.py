@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -120,6 +119,7 @@ class ConversationScreen(Screen):
         self.busy = True
         self.take_over_next = False
         self.pending: Any = None  # the clinician's message awaiting the instructor's patient reply
+        self.queued: list[str] = []  # what the learner typed ahead while a reply was coming
         self.doctor = None  # a model doctor the instructor plays against
 
     @property
@@ -127,7 +127,7 @@ class ConversationScreen(Screen):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        diagnostic = getattr(self.scenario, "kind", "diagnostic") != "conversation"
+        diagnostic = self.scenario.kind == "diagnostic"
         yield Header()
         with Horizontal(id="status-bar"):
             yield Static("", id="clock")
@@ -156,7 +156,7 @@ class ConversationScreen(Screen):
 
     # -- starting ----------------------------------------------------------------------------------
 
-    @work(exclusive=True, group="turn")
+    @work(group="turn")  # never cancelled: a half-played turn would be lost
     async def begin(self) -> None:
         app = self.clinic_app
         chat = self.query_one("#chat", RichLog)
@@ -213,8 +213,10 @@ class ConversationScreen(Screen):
             mode = "instructor: type the person's reply (empty: the patient answers)"
         elif self.take_over_next or self.clinic_app.settings.play_patient:
             mode = mode or "instructor takes over the next reply"
+        if self.queued:
+            mode = f"{len(self.queued)} typed ahead, said after the reply" + (f" · {mode}" if mode else "")
         self.query_one("#mode", Static).update(mode)
-        if self.clinic_app.settings.show_emotion or self.query_one("#emotion").display:
+        if self.query_one("#emotion").display:
             self.query_one("#emotion", Static).update(emotion_bars(session.emotion()))
 
     def show_emotion(self, visible: bool) -> None:
@@ -222,20 +224,29 @@ class ConversationScreen(Screen):
             self.query_one(widget).display = visible
 
     def set_busy(self, busy: bool) -> None:
+        """While a turn is played the learner may type ahead (Enter queues it); a pause locks the input."""
         self.busy = busy
         paused = self.session is not None and self.session.paused
         say = self.query_one("#say", HistoryInput)
-        say.disabled = busy or paused
+        say.disabled = self.session is None or paused
         for button in self.query("#actions Button"):
             button.disabled = busy or paused or self.pending is not None
         if self.pending is not None:
             say.placeholder = "Instructor: the person's reply (Enter with nothing lets the patient answer)"
         elif paused:
             say.placeholder = "Paused"
+        elif busy:
+            say.placeholder = "(the reply is coming: you can type ahead)"
         else:
-            say.placeholder = "Speak to the patient..." if not busy else "..."
-        if not say.disabled:
+            say.placeholder = f"Speak to {self.person}..."
+        if not say.disabled and not self.query_one("#notes", TextArea).has_focus:
             say.focus()
+
+    @property
+    def person(self) -> str:
+        """Who the learner talks to: the station's first participant, else 'the patient'."""
+        conversation = self.scenario.conversation
+        return conversation.participants[0].name if conversation and conversation.participants else "the patient"
 
     def write_lines(self, lines: list[Line]) -> None:
         chat = self.query_one("#chat", RichLog)
@@ -248,9 +259,9 @@ class ConversationScreen(Screen):
     def _submitted(self, event: Input.Submitted) -> None:
         text = event.value.strip()
         say = self.query_one("#say", HistoryInput)
-        if self.busy or self.session is None or self.session.finished:
+        if self.session is None or self.session.finished or self.session.paused:
             return
-        if self.pending is not None:  # the instructor's reply to the clinician message on screen
+        if self.pending is not None and not self.busy:  # the instructor's reply to the message on screen
             say.value = ""
             (message, shown), self.pending = self.pending, None
             if text:
@@ -261,11 +272,19 @@ class ConversationScreen(Screen):
             return
         say.remember(text)
         say.value = ""
+        if self.busy or self.pending is not None:
+            self.queued.append(text)  # typed ahead: said once the reply is in
+            self.refresh_status()
+            return
+        self.speak(text)
+
+    def speak(self, text: str) -> None:
+        """The learner's words: to the clinic, or held for the instructor's reply."""
         if self.take_over_next or self.clinic_app.settings.play_patient:
             self.take_over_next = False
             self.hold_for_instructor(text)
-            return
-        self.play(text)
+        else:
+            self.play(text)
 
     def hold_for_instructor(self, message: Any, shown: str | None = None) -> None:
         """Show the clinician's message and wait for the instructor to write the person's reply."""
@@ -275,13 +294,17 @@ class ConversationScreen(Screen):
         self.set_busy(False)
         self.refresh_status()
 
-    @work(exclusive=True, group="turn")
-    async def play(self, message: Any, shown: str | None = None, echoed: bool = False) -> None:
+    def play(self, message: Any, shown: str | None = None, echoed: bool = False) -> None:
+        """Play one turn (busy from now, so a second Enter is queued, never played alongside)."""
+        self.set_busy(True)
+        self._play_turn(message, shown, echoed)
+
+    @work(group="turn")  # never cancelled: a half-played turn would be lost
+    async def _play_turn(self, message: Any, shown: str | None, echoed: bool) -> None:
         """Send one turn to the clinic and show what came back (images drawn in the chat); ``echoed``: the
         clinician's line is already on screen."""
         session = self.session
         assert session is not None
-        self.set_busy(True)
         before = len(session.lines)
         result = await session.send(message, shown=shown)
         self.write_lines(session.lines[before + (1 if echoed else 0):])
@@ -297,6 +320,8 @@ class ConversationScreen(Screen):
         self.set_busy(False)
         if self.doctor is not None:
             await self.doctor_turn(result.observation)
+        elif self.queued and self.pending is None:
+            self.speak(self.queued.pop(0))
 
     async def doctor_turn(self, observation: str) -> None:
         """A model doctor's next message, held for the instructor's reply."""

@@ -34,7 +34,12 @@ def diagnostic_markdown(record: EpisodeRecord) -> str:
         lines += [f"| {axis} | {'n/a' if value is None else f'{value:.2f}'} |"
                   for axis, value in record.scores.axes.items()]
         lines.append(f"\ncomposite: {record.scores.composite:.2f}")
-    return "\n".join(lines)
+    actions = [e for e in record.events if e.kind not in ("ask", None)]
+    if actions:
+        lines += ["", "## Examinations, tests, images and tools", ""]
+        for event in actions:
+            lines += [f"**Turn {event.turn}** ({event.kind}): {event.observation.strip()}", ""]
+    return "\n".join(lines).rstrip()
 
 
 def feedback_section(record: EpisodeRecord) -> str:

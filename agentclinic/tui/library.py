@@ -49,7 +49,7 @@ def brief_markdown(scenario: Scenario) -> str:
     lines = [f"# {scenario.title}", "",
              f"**{row.kind}** · {row.specialty} · {row.difficulty}"
              + (f" · {row.situation}" if row.situation != "-" else ""), "", scenario.doctor_brief.strip()]
-    conversation = getattr(scenario, "conversation", None)
+    conversation = scenario.conversation
     if conversation is not None:
         people = ", ".join(f"{p.name} ({p.role})" for p in conversation.participants)
         lines += ["", f"**Setting.** {conversation.setting}", "", f"**Your task.** {conversation.task}", "",

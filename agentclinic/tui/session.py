@@ -30,13 +30,12 @@ Clock = Callable[[], float]
 
 def kind_of(scenario: Scenario) -> str:
     """'conversation' for a communication station, 'diagnostic' for a clinical case."""
-    return str(getattr(scenario, "kind", None) or "diagnostic")
+    return scenario.kind
 
 
 def situation_of(scenario: Scenario) -> str | None:
     """A station's situation slug (e.g. 'breaking-bad-news'); None for a diagnostic case."""
-    conversation = getattr(scenario, "conversation", None)
-    return getattr(conversation, "situation", None) if conversation is not None else None
+    return scenario.conversation.situation if scenario.conversation is not None else None
 
 
 @dataclass
@@ -170,9 +169,8 @@ class TuiSession:
     @property
     def minutes(self) -> float | None:
         """The station's time budget in minutes (None: no time limit)."""
-        conversation = getattr(self.scenario, "conversation", None)
-        budget = getattr(conversation, "budget", None)
-        return getattr(budget, "minutes", None)
+        conversation = self.scenario.conversation
+        return conversation.budget.minutes if conversation is not None else None
 
     @property
     def time_up(self) -> bool:
@@ -190,11 +188,10 @@ class TuiSession:
     def emotion(self) -> dict[str, int] | None:
         """The person's emotional state after the last turn (the station's start before any), or None."""
         for event in reversed(self.clinic.record.events):
-            if getattr(event, "emotion", None):
+            if event.emotion:
                 return dict(event.emotion)
-        conversation = getattr(self.scenario, "conversation", None)
-        start = getattr(getattr(conversation, "emotion", None), "start", None)
-        return start.model_dump() if start is not None else None
+        conversation = self.scenario.conversation
+        return conversation.emotion.start.model_dump() if conversation is not None else None
 
     # -- playing -----------------------------------------------------------------------------------
 
