@@ -118,6 +118,7 @@ class RunStats(BaseModel):
     match_levels: dict[str, int] = Field(default_factory=dict)
     turns: list[int] = Field(default_factory=list)  # per finished episode, for histograms
     axis_values: dict[str, list[float]] = Field(default_factory=dict)  # per axis, the values present
+    conversations: list[dict[str, Any]] = Field(default_factory=list)  # per station episode: its feedback in brief
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -240,6 +241,11 @@ def run_stats(run: Run) -> RunStats:
     stats.judge_disagreements = judge_disagreements(records)
     stats.errors = [ErrorRow(episode=r.episode, scenario_id=r.scenario_id, message=first_line(r.error))
                     for r in records if r.outcome == "error" or r.error]
+    stats.conversations = [{"episode": r.episode, "scenario": r.scenario_id, "outcome": r.outcome,
+                            "score": fb.get("score"), "rubrics": fb.get("rubrics", {}),
+                            "red_lines": [h.get("id") for h in fb.get("red_lines", [])],
+                            "missed": len(fb.get("missed", []))}
+                           for r in records if (fb := r.extra.get("feedback"))]
     return stats
 
 
@@ -338,6 +344,17 @@ def print_report(stats: Sequence[RunStats], console: Console) -> None:
                          group_rows(stats, "by_specialty")))
     console.print(_table("Accuracy by bias [95% CI] (correct/n)", "bias", stats, group_rows(stats, "by_bias")))
     console.print(_table("Match levels", "level", stats, level_rows(stats)))
+    conversations = [(s.name, c) for s in stats for c in s.conversations]
+    if conversations:  # stations: the feedback in brief (the full items and quotes are in each record)
+        table = Table(title="Conversation stations (feedback score, rubric scores, red lines crossed)",
+                      title_justify="left")
+        for column in ("run", "episode", "station", "outcome", "score", "rubrics", "missed items", "red lines"):
+            table.add_column(column, overflow="fold")
+        for name, c in conversations:
+            rubrics = ", ".join(f"{k} {v:.2f}" for k, v in c["rubrics"].items())
+            table.add_row(*map(escape, (name, str(c["episode"]), c["scenario"], str(c["outcome"]),
+                                        fmt_num(c["score"]), rubrics, str(c["missed"]), ", ".join(c["red_lines"]) or "-")))
+        console.print(table)
     errors = [(s.name, e) for s in stats for e in s.errors]
     if errors:
         table = Table(title="Errors", title_justify="left")
