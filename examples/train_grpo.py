@@ -82,6 +82,9 @@ def load_model(spec: str, seed: int):
 
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None and all(p.is_floating_point() for p in model.parameters()):
+        quantizer.remove_quantization_config(model)  # the GGUF was dequantised into dense weights: trainable
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
