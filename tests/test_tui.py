@@ -442,6 +442,7 @@ def test_snapshot_debrief(snap_compare, tmp_path, monkeypatch):
 def test_the_real_command_in_tmux(tmp_path):
     """``agentclinic tui`` in a 120x40 tmux pane: start the station, type two turns, Ctrl+D, read the debrief."""
     name = f"agentclinic-tui-{os.getpid()}"
+    lines = ["Hello Ms Okafor, I'm Dr Patel.", "What do you know about the scan so far?"]
     command = (f"{sys.executable} -m agentclinic.cli tui --scenarios {FIXTURES} --out {tmp_path / 'runs'} "
                f"--run-id tmux; echo EXITED; sleep 60")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -473,9 +474,7 @@ def test_the_real_command_in_tmux(tmp_path):
         time.sleep(1)
         keys("Enter")
         wait_for("Speak to Ms Ruth Okafor")
-        keys("Hello Ms Okafor, I'm Dr Patel.", "Enter")
-        wait_for("Patient:")
-        keys("What do you know about the scan so far?", "Enter")
+        keys(lines[0], "Enter", lines[1], "Enter")  # the second typed before the first reply: two turns
         wait_for("turn 2 / 12")
         keys("C-d")
         shown = wait_for("Rubric items")
@@ -487,3 +486,4 @@ def test_the_real_command_in_tmux(tmp_path):
     [line] = (tmp_path / "runs" / "tmux" / "episodes.jsonl").read_text().splitlines()
     record = EpisodeRecord.model_validate_json(line)
     assert record.scenario_id == STATION and record.outcome == "completed" and record.turns == 2
+    assert [event.doctor for event in record.events] == lines

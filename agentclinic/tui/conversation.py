@@ -7,7 +7,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -36,6 +36,18 @@ class HistoryInput(Input):
         super().__init__(*args, **kwargs)
         self.history: list[str] = []
         self._index = 0
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "enter":  # here, in order with the typed characters (a binding's action runs later,
+            event.stop()          # after keys typed ahead were inserted: two messages would be glued together)
+            event.prevent_default()
+            value, self.value = self.value, ""
+            self.post_message(self.Submitted(self, value))
+            return
+        await super()._on_key(event)
+
+    async def action_submit(self) -> None:
+        """Enter is handled in ``_on_key``."""
 
     def remember(self, text: str) -> None:
         if text and (not self.history or self.history[-1] != text):
