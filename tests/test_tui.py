@@ -127,6 +127,18 @@ def test_case_rows_filter_by_kind_specialty_difficulty_situation_and_words():
     assert not case.matches({}, "knee")
 
 
+def test_bad_settings_are_clear_errors_before_anything_starts(tmp_path):
+    from agentclinic.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--play-patient is an instructor setting"):
+        make_app([FIXTURES], out=tmp_path, play_patient=True)
+    with pytest.raises(ConfigError, match="model doctor"):
+        make_app([FIXTURES], out=tmp_path, doctor="openai/some-model@http://127.0.0.1:1/v1")
+    with pytest.raises(ConfigError, match="no case could be loaded from .*nowhere"):
+        make_app([tmp_path / "nowhere"], out=tmp_path)
+    assert not (tmp_path / "runs").exists()  # nothing is written before a session starts
+
+
 # ---------------------------------------------------------------------------------------------- sessions
 
 def test_library_filters_and_shows_the_brief(tmp_path):
