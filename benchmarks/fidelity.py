@@ -62,11 +62,13 @@ def load_questions(path: Path = QUESTIONS) -> dict:
 # -- which question asks for which fact ---------------------------------------------------------------------
 
 def topic_question(text: str, topics: list[dict]) -> str | None:
-    """The question of the first topic one of whose triggers starts a word of ``text``."""
-    lowered = " " + " ".join(re.sub(r"[^a-z0-9-]+", " ", text.lower()).split())
+    """The question of the first topic with a trigger in ``text``: a word start, or for a short trigger
+    (four letters or fewer, "ear", "leg") the word itself with a plain ending ("ears", "itchy", "itching")."""
     for topic in topics:
-        if any(f" {trigger}" in lowered for trigger in topic["triggers"]):
-            return topic["question"]
+        for trigger in topic["triggers"]:
+            ending = r"(?:s|es|y|ing)?\b" if len(trigger) <= 4 else ""
+            if re.search(rf"(?<![a-z0-9]){re.escape(trigger)}{ending}", text.lower()):
+                return topic["question"]
     return None
 
 
@@ -212,12 +214,12 @@ def readable(synonym: str) -> bool:
 
 def abbreviated(label: str, table: dict[str, list[str]]) -> list[str]:
     """``label`` with a full test name in it replaced by each of its abbreviations ('Computed tomography of
-    the chest' -> 'CT of the chest'); the longest full name that fits is used."""
+    the chest' -> 'CT of the chest', 'Transthoracic echocardiogram' -> 'transthoracic echo'); the longest full
+    name that fits is used."""
     norm = normalise(label)
     for full in sorted(table, key=len, reverse=True):
         if normalise(full) in norm:
-            rest = norm.replace(normalise(full), " ").strip()
-            return [" ".join(filter(None, [abbr, rest])) for abbr in table[full]]
+            return [norm.replace(normalise(full), f" {abbr} ", 1).strip() for abbr in table[full]]
     return []
 
 

@@ -118,3 +118,11 @@ def test_question_set_plain_questions_and_abbreviations(cases):
     assert fidelity.abbreviated("Computed tomography of the chest", questions["abbreviations"]) == ["CT of the chest"]
     assert fidelity.abbreviated("Complete blood count", questions["abbreviations"]) == ["CBC", "FBC"]
     assert fidelity.abbreviated("Skin biopsy", questions["abbreviations"]) == []
+
+
+def test_short_triggers_match_whole_words():
+    topics = [{"triggers": ["ear"], "question": "Ears?"}, {"triggers": ["itch"], "question": "Itch?"}]
+    assert fidelity.topic_question("It started early this week.", topics) is None
+    assert fidelity.topic_question("My ears ring.", topics) == "Ears?"
+    assert fidelity.topic_question("It's very itchy.", topics) == "Itch?"
+    assert fidelity.abbreviated("Transthoracic echocardiogram", {"echocardiogram": ["echo"]}) == ["transthoracic echo"]
