@@ -110,17 +110,15 @@ class Embedder:
         return self.encode(queries) @ self.encode(candidates).T
 
 
-@lru_cache(maxsize=1)
 def default_embedder() -> Embedder:
     """The process-wide embedder: all-MiniLM-L6-v2 from its package, or lexical matching when
-    ``AGENTCLINIC_EMBEDDINGS=lexical``; an ``EmbeddingError`` when the model cannot be loaded."""
+    ``AGENTCLINIC_EMBEDDINGS=lexical`` (read at each call, so a later change of the variable is obeyed; one
+    instance per choice); an ``EmbeddingError`` when the model cannot be loaded."""
     choice = os.environ.get(EMBEDDINGS_ENV, "").strip().lower()
-    if choice == LEXICAL:
-        return Embedder(None)
-    if choice not in ("", "model"):
+    if choice not in ("", "model", LEXICAL):
         raise ConfigError(f"{EMBEDDINGS_ENV}={choice!r}: expected 'lexical' (bag-of-stems matching) or 'model' "
                           "(all-MiniLM-L6-v2, the default)")
-    return _load_model()
+    return _named(LEXICAL if choice == LEXICAL else "minilm")
 
 
 def _load_model() -> Embedder:

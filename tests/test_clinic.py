@@ -35,7 +35,7 @@ def test_golden_episode():
     assert greet.observation.startswith("Patient:") and "crushing" in greet.observation
     assert "pack a day" in smoke.observation
     assert ecg.observation == f"Test results:\n- 12-lead ECG: {STEMI.tests[0].result}"
-    assert "not available" in odd.observation and odd.info["ledger"]["tests"] == 1
+    assert odd.observation.endswith("- serum unobtainium: Not available for this patient.") and odd.info["ledger"]["tests"] == 1
     assert bad.observation.startswith("Error:") and bad.info["error"] and bad.info["ledger"]["turns"] == 5
     assert dx.terminated and not dx.truncated and dx.info["axes"]["diagnosis"] == 1.0
     assert dx.reward == dx.info["composite"] >= 0.6  # the weighted composite of every axis; diagnosis dominates

