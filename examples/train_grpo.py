@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=1, help="evaluation episodes per test scenario")
     p.add_argument("--embedder", choices=("minilm", "lexical"), default="lexical",
                    help="what the patient and judge match text with (lexical: lighter for CPU runs)")
+    p.add_argument("--shaping", default=None, help="per-turn shaped rewards: a preset of agentclinic.scoring.shaping "
+                   "(potential, dense) or off (default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--save", action="store_true", help="save the trained model to the run folder")
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def make_env():
         return ClinicEnv(scenarios, max_turns=args.max_turns, obs_mode="messages", embedder=embedder,
-                         torch_threads=args.threads)
+                         torch_threads=args.threads, shaping=args.shaping)
 
     model, tokenizer, described = load_model(args.model, args.seed)
     print(f"model: {described}; {len(train_rows)} train / {len(test_rows)} test scenarios", flush=True)

@@ -102,7 +102,7 @@ def test_grpo_example_logs_loss_and_reward_and_keeps_test_out_of_training(tmp_pa
     module = example("train_grpo")
     result = module.main(["--model", "tiny", "--scenarios", *CASES, "--steps", "2", "--prompts", "1",
                           "--generations", "2", "--max-turns", "2", "--max-new-tokens", "8", "--eval-limit", "2",
-                          "--out", str(tmp_path), "--run-id", "tiny"])
+                          "--shaping", "dense", "--out", str(tmp_path), "--run-id", "tiny"])
     folder = tmp_path / "tiny"
     assert (folder / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((folder / "results.json").read_text())
@@ -113,5 +113,5 @@ def test_grpo_example_logs_loss_and_reward_and_keeps_test_out_of_training(tmp_pa
     assert splits_of(saved["test_scenarios"]) == {"test"} and len(saved["test_scenarios"]) == 2
     assert saved["before"]["episodes"] == saved["after"]["episodes"] == 2
     assert {e["scenario"] for e in saved["episodes_after"]} == set(saved["test_scenarios"])
-    assert result["model"].startswith("tiny random")
+    assert result["model"].startswith("tiny random") and saved["config"]["shaping"] == "dense"
     assert os.environ["HF_HUB_OFFLINE"] == "1"

@@ -212,7 +212,8 @@ class EpisodeRollout:
             if "prompt" not in row or "scenario_id" not in row:
                 raise ValueError(f"row {i}: a rollout row needs 'prompt' and 'scenario_id'; got {sorted(row)}")
             self.scenario_of[prompt_key(row["prompt"])] = row["scenario_id"]
-        self.max_turns, self.max_new_tokens, self.max_completion_tokens = max_turns, max_new_tokens, max_completion_tokens
+        self.max_turns, self.max_new_tokens = max_turns, max_new_tokens
+        self.max_completion_tokens = max_completion_tokens
         self.temperature, self.top_p, self.seed = temperature, top_p, seed
         self.make_generator = generator
         self.envs: list[gym.Env] = []
