@@ -8,8 +8,9 @@ reply reports the moves and the state (``PatientReply.conversation``), which the
 The scripted ``EmotionalPatient`` answers from the station's written lines, deterministically under a seed:
 - the first reply is an ``opening`` line; hearing an information item for the first time gets one of its
   ``reaction`` lines (jargon gets a ``confused`` one instead); closing gets a ``closing`` line;
-- a hidden concern is said only when the learner invites it (asks about concerns or explores the emotion,
-  or asks an open question once the news is out); its ``cue`` is dropped unprompted once the news is out
+- a hidden concern is said only when the learner invites it (asks about it by name, asks about concerns,
+  explores the emotion, or asks an open question: in a bad-news station once the news is out); its ``cue``
+  is dropped unprompted once the news is out
   (from the third turn in a station with nothing to deliver), one cue at a time and not two turns running;
 - a background question is answered from the case's facts with the scripted patient's matching;
 - anything else gets a line for the current state (``calm``, ``distressed``, ``angry``, ``withdrawn``,
@@ -85,20 +86,22 @@ class ConversationPatient:
 
     def _invited_concern(self, turn: Turn, message: str):
         """The concern an invitation reaches: one named in the message, else one whose cue was dropped,
-        else the first still hidden (None when the learner did not invite one or none is left). Asking about
-        concerns or exploring the emotion invites one; a plain open question does once the news is out (not a
-        question about what the person knows or wants to know)."""
+        else the first still hidden (None when the learner did not invite one or none is left). A question
+        that names the worry reaches it; asking about concerns or exploring the emotion invites one; so does a
+        plain open question (in a bad-news station once the news is out), never one about what the person knows
+        or wants to know."""
         moves = set(turn.moves)
-        asked = moves & {"ask-concerns", "explore-emotion"}
-        opened = "open-question" in moves and not moves & {"ask-perception", "ask-invitation", "check-understanding"} \
-            and (self.tracker.delivered or not self.scenario.conversation.information)
-        if not (asked or opened):
-            return None
         hidden = [c for c in self.scenario.conversation.concerns if c.id not in self.revealed]
-        if not hidden:
-            return None
         text = message.lower()
         named = [c for c in hidden if any(contains(text, k) for k in c.keywords)]
+        asking = moves & {"open-question", "closed-question", "risk-question"} or message.rstrip().endswith("?")
+        if named and asking and not moves & {"ask-perception", "ask-invitation"}:
+            return named[0]  # a question about the worry itself ("Have you had thoughts of ending your life?")
+        asked = moves & {"ask-concerns", "explore-emotion"}
+        opened = "open-question" in moves and not moves & {"ask-perception", "ask-invitation", "check-understanding"} \
+            and (self.tracker.delivered or not self.tracker.recogniser.bad_news)
+        if not (asked or opened) or not hidden:
+            return None
         cued = [c for c in hidden if c.id in self.cues]
         return (named or cued or hidden)[0]
 
@@ -172,8 +175,8 @@ class EmotionalPatient(ConversationPatient):
     def _facts(self, message: str) -> list[str]:
         """Facts a background question reaches (questions only; the scripted patient's matching)."""
         found: list[str] = []
-        for sentence in re.split(r"(?<=[?])\s+", message):
-            if sentence.strip().endswith("?"):
+        for sentence in re.split(r"(?<=[?.!])\s+", message):
+            if sentence.strip().endswith("?") or re.match(r"\s*(tell me|talk me through) about\b", sentence, re.I):
                 found += [f for f, _ in self.facts.match(sentence) if f not in found]
         return found[:2]
 

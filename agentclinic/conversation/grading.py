@@ -11,7 +11,7 @@ Rule grading reads the moves the tracker recognised, in context, so stock phrase
 - the information must be delivered: the knowledge items need every essential item, in plain words, after a
   warning shot (news with no preparation is ``blunt-news``: partly at best, and a penalty);
 - jargon left unexplained is a red line where the station lists it; each red line crossed costs
-  ``RED_LINE_PENALTY``, and repeating a stock phrase costs ``REPEAT_PENALTY`` per repeat.
+  ``RED_LINE_PENALTY``, and repeating a stock phrase costs ``REPEAT_PENALTY`` per repeat beyond the second.
 
 ``overall = 0.7 * mean(rubric scores) + 0.3 * essential information delivered - penalties`` (clamped to
 [0, 1]; without information items, the rubric mean alone). A model grader (``grade_with_model``) grades the
@@ -281,9 +281,9 @@ def _penalties(turns: list[Turn], red_lines: list[RedLineHit]) -> tuple[list[str
                       if m in ("empathy-statement", "understanding-statement", "naming-emotion", "support-statement",
                                "respect-statement", "explore-emotion"))
     for (move, quote), n in phrases.items():
-        if n >= 2:
+        if n >= 3:  # twice can be right ("I'm so sorry" at news of a death); three times is a habit
             where = ", ".join(str(t.turn) for t in turns if t.quotes.get(move) == quote)
-            total += REPEAT_PENALTY * (n - 1)
+            total += REPEAT_PENALTY * (n - 2)
             notes.append(f"repeated stock phrase {quote!r} x{n} (turns {where})")
     if any("blunt-news" in t.moves for t in turns):
         total += BLUNT_PENALTY
@@ -299,6 +299,12 @@ def _suggestions(items: list[ItemResult], red_lines: list[RedLineHit], informati
         if info.essential and info.delivered_turn is None:
             out.append(f"Make sure you get across: {info.id.replace('-', ' ')}.")
     for result in items:
+        if result.status != "met" and rubric(result.rubric).items[[i.id for i in rubric(result.rubric).items]
+                                                                    .index(result.id)].check == "information":
+            advice = f"{result.title}: {result.note}." if result.note else None  # say what was wrong, not the textbook
+            if advice and advice not in out:
+                out.append(advice)
+            continue
         if result.status != "met":
             advice = rubric(result.rubric).items[[i.id for i in rubric(result.rubric).items].index(result.id)].advice
             if advice not in out:
@@ -367,7 +373,7 @@ async def grade_with_model(scenario: Scenario, tracker: Tracker, model: Any, set
     info = (sum(i.delivered_turn is not None for i in essential) / len(essential)) if essential else None
     mean = sum(scores.values()) / len(scores) if scores else 0.0
     penalty = min(MAX_PENALTY, RED_LINE_PENALTY * len(rules.red_lines)
-                  + sum(REPEAT_PENALTY for p in rules.penalties if p.startswith("repeated")))
+                  + sum(p.startswith("repeated") for p in rules.penalties) * REPEAT_PENALTY)
     overall = (mean if info is None else 0.7 * mean + 0.3 * info) - penalty
     return rules.model_copy(update={
         "method": "llm", "grader": name, "items": items, "rubrics": scores,

@@ -102,7 +102,8 @@ RULES: dict[str, tuple[str, ...]] = {
     "check-understanding": (r"\b(can you tell me (back )?what you('ve| have) (understood|taken in)|what have you "
                             r"(understood|taken in)|does (that|this|all that) make sense|is (that|this|all that) clear|"
                             r"(just )?to (check|make sure) (you|i've|that i|i have)|do you (understand|follow)|"
-                            r"in your own words|tell me what you('ll| will) (tell|say)|have i explained)",),
+                            r"in your own words|tell me what you('ll| will) (tell|say)|have i explained|does that sound "
+                            r"right)",),
     "summarise": (r"\b(to (sum|summari[sz]e)( up)?|so,? to recap|let me (just )?(sum|summari[sz]e|recap)|"
                   r"in summary|so what we('ve| have) (said|agreed|talked about)|just to go over|"
                   r"so,? (the )?(main|key) (things?|points?) (are|is))",),
@@ -113,7 +114,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "safety-net": (r"\b(if (anything|things?) (changes?|gets? worse)|if you('re| are) worried,? (ring|call|come)|"
                    r"(ring|call|contact) (us|the ward|the nurse|this number|me|the team) (if|any ?time)|"
                    r"here is (a|the|my|her) (number|card)|any ?time,? day or night|come back (straight away )?if)",),
-    "close": (r"\b(is there anything else|we('ll| will) stop (there|here)|i('ll| will) leave you|thank you for "
+    "close": (r"\b(we('ll| will) stop (there|here)|i('ll| will) leave you|thank you for "
               r"(your time|talking|listening)|take care|goodbye|bye for now|i('ll| will) (see|come back to) you "
               r"(later|tomorrow|soon)|see you (later|tomorrow|soon))",),
     "apologise": (r"\b(i('m| am) (so |very |truly |really )?sorry (that|this|we|for|it)|i apologi[sz]e|we apologi[sz]e|"
@@ -133,7 +134,9 @@ RULES: dict[str, tuple[str, ...]] = {
 MORE_RULES: dict[str, tuple[str, ...]] = {
     "ask-perception": (r"\b(what (do |did )?you('ve| have)? (already )?(know|knew|understand|understood|been told|heard|"
                        r"make of|think)( so far)? about|tell me what you('ve| have)? (know|understand|understood|been told)|"
-                       r"what you('ve| have) been told|what you (understand|understood|know) (so far|about|already))",),
+                       r"what you('ve| have) been told|what you (understand|understood|know) (so far|about|already)|"
+                       r"what (have you been|are you|were you) thinking (it|the|this|that)|what (have|do) you make of|"
+                       r"what have you made of)",),
     "ask-invitation": (r"\b(how would you like (me )?to (go through|hear|do) (it|this|that)|some people (like|prefer|want) "
                        r"(to hear|every detail|the main|all the)|would you (rather|prefer))",),
     "naming-emotion": (r"\b((that|it|this) sounds (really |so |very |quite )?(exhausting|awful|hard|difficult|frightening|"
@@ -189,7 +192,11 @@ MORE_RULES: dict[str, tuple[str, ...]] = {
                 r"(called|come|rung|phoned|taken|listened|stopped|gone|acted)|(it's|that's|it is) not (our|my) fault|"
                 r"(the )?(nurses?|wards?|doctors?|team|they) should have|(that's|it's) an? \w+ (issue|problem),? not "
                 r"(mine|ours))",),
-    "close": (r"\b(any questions\??$|that's everything|is there anything else (you'd like|i can))",),
+    "close": (r"\b(any questions\??$|that's everything|is there anything else (you'd like|i can)|is there anything "
+              r"else\??$)",),
+    "summarise": (r"^so:", r"\b(so,? just to recap|let me go over)"),
+    "plan": (r"\bwill be in touch|(you can|you'll be able to) (see|visit|come|go)|will help (you )?with|"
+             r"here's what (i'm|we're) going to do",),
 }
 for _move, _patterns in MORE_RULES.items():
     RULES[_move] = RULES[_move] + _patterns
@@ -225,7 +232,8 @@ JARGON = ("metastases", "metastasis", "metastatic", "metastasised", "mets", "mal
           "bronchoscopy", "cytology", "staging", "mdt", "multidisciplinary", "adenocarcinoma", "lymphoma",
           "sepsis", "myocardial infarction", "mi", "vf", "rosc", "als", "asystole", "arrest", "resus", "bm", "iv",
           "dextrose", "datix", "hypo", "sats", "chemo", "invasive ductal", "analgesia", "delirium", "uti", "pals",
-          "anhedonia", "ssri", "urti", "antimicrobial", "adjuvant", "self-limiting", "infarct", "haemorrhage", "hemorrhage", "dnacpr", "dnr", "cpr",
+          "anhedonia", "ssri", "urti", "antimicrobial", "adjuvant", "self-limiting", "echo", "echocardiogram",
+          "ejection fraction", "furosemide", "diuretic", "lvsd", "infarct", "haemorrhage", "hemorrhage", "dnacpr", "dnr", "cpr",
           "resuscitation", "ventilation", "intubation", "hba1c", "glycaemic", "hypoglycaemia", "titrate", "titration",
           "insulin resistance", "antibiotic resistance", "viral aetiology", "self-limiting", "nephropathy",
           "idiopathic", "cognitive impairment", "neurodegenerative", "anaemia", "transfusion", "foetal", "fetal",

@@ -56,7 +56,8 @@ class Tracker:
         self.moves_so_far: set[str] = set()
         self.empathy_said: set[str] = set()
         self.explained: set[str] = set()  # jargon the learner has explained
-        self._since_emotion = 99  # patient lines since the last emotional one
+        start = scenario.conversation.emotion.start  # someone already upset or angry is an emotion to answer
+        self._since_emotion = 0 if max(start.distress, start.anger) >= 3 else 99  # person's lines since the last emotional one
         conversation = scenario.conversation
         self._emotional_texts = [clean(t) for t in (
             *(c.cue for c in conversation.concerns if c.cue), *(c.text for c in conversation.concerns),
