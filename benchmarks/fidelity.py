@@ -219,7 +219,8 @@ def abbreviated(label: str, table: dict[str, list[str]]) -> list[str]:
     norm = normalise(label)
     for full in sorted(table, key=len, reverse=True):
         if normalise(full) in norm:
-            return [norm.replace(normalise(full), f" {abbr} ", 1).strip() for abbr in table[full]]
+            said = [norm.replace(normalise(full), f" {abbr} ", 1).strip() for abbr in table[full]]
+            return [re.sub(rf"\b({re.escape(a)}) {re.escape(a)}\b", r"\1", x, flags=re.I) for a, x in zip(table[full], said)]
     return []
 
 

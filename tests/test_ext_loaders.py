@@ -88,6 +88,8 @@ def test_nejm_ext_aliases_that_are_other_answer_options_are_dropped(nejm):
     ("You've noticed that your arm is swollen.", "I've noticed that my arm is swollen."),
     ("You've been told you have anaemia.", "I've been told I have anaemia."),
     ("They gave you oxygen to help you breathe.", "They gave me oxygen to help me breathe."),
+    ("It has not caused you any pain.", "It has not caused me any pain."),
+    ("You were informed you had a fracture.", "I was informed I had a fracture."),
     ("Your symptoms started when you were 12.", "My symptoms started when I was 12."),
 ])
 def test_second_to_first(said, first):

@@ -126,3 +126,8 @@ def test_short_triggers_match_whole_words():
     assert fidelity.topic_question("My ears ring.", topics) == "Ears?"
     assert fidelity.topic_question("It's very itchy.", topics) == "Itch?"
     assert fidelity.abbreviated("Transthoracic echocardiogram", {"echocardiogram": ["echo"]}) == ["transthoracic echo"]
+
+
+def test_abbreviation_not_doubled_where_the_name_already_has_it():
+    table = {"computed tomography": ["CT"]}
+    assert fidelity.abbreviated("Computed tomography (CT) of the chest", table) == ["CT of the chest"]

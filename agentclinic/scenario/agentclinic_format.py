@@ -297,7 +297,7 @@ SECOND_PERSON = [(re.compile(p, re.I), r) for p, r in (
     (r"\byou are\b", "I am"), (r"\byou're\b", "I'm"), (r"\byou were\b", "I was"), (r"\byou've\b", "I've"),
     (r"\byou'd\b", "I'd"), (r"\byou'll\b", "I'll"), (r"\byourself\b", "myself"), (r"\byours\b", "mine"),
     (r"\byour\b", "my"),
-    (r"\b(told|asked|tell|informed) you\b(?! (?:have|had|are|were|need|should|might|may|could|would|will|must)\b)",
+    (r"\b(told|tell|[a-z]+ed) you\b(?! (?:have|had|are|were|need|should|might|may|could|would|will|must)\b)",
      r"\1 me"), (r"\b(to|with|for|at|about|on|from|by|gave|give|gives|showed|prescribed|"
                           r"examined|helps?) you\b", r"\1 me"), (r"\byou\b", "I"))]
 
