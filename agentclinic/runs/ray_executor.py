@@ -18,6 +18,7 @@ import asyncio
 import math
 import os
 import resource
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ class EpisodeWorker:
 
         self.config = RunConfig.model_validate(config)
         self.factory = RunFactory(self.config)
-        self.idle: list[tuple] = []  # (clinic, doctor) pairs not playing now
+        self.idle: list[tuple] = [(self.factory.clinic(), self.factory.doctor())]  # pairs not playing now
 
     def pid(self) -> int:
         return os.getpid()
@@ -67,6 +68,7 @@ class RayStats:
 
     workers: int = 0
     per_worker: int = 0
+    startup_s: float = 0.0  # from the first actor asked for to the last one ready (agents and models built)
     replaced: int = 0
     replayed: int = 0
     failed: int = 0
@@ -102,7 +104,10 @@ def run_on_ray(plan: list[Item], config: dict, *, writer: RunWriter, run_id: str
     stats.per_worker = math.ceil(concurrency / stats.workers)
     actor = ray.remote(EpisodeWorker).options(num_cpus=1, num_gpus=gpus_per_worker or 0,
                                               max_concurrency=stats.per_worker)
+    started = time.perf_counter()
     pool = [actor.remote(config) for _ in range(stats.workers)]
+    ray.get([a.pid.remote() for a in pool])  # a worker that cannot start fails here, before any episode
+    stats.startup_s = round(time.perf_counter() - started, 3)
     load = {id(a): 0 for a in pool}
     waiting: deque[Item] = deque(plan)
     tries: dict[int, int] = {}
