@@ -139,7 +139,7 @@ class Clinic:
         """Start an episode with a fresh record; ``out_dir`` is where tools write their files (overlays), a
         temporary folder if None."""
         budget = self._budget_for(scenario)
-        self.record = EpisodeRecord(scenario_id=scenario.id, scenario_hash=scenario_hash(scenario),
+        self.record = EpisodeRecord(scenario_id=scenario.id, kind=scenario.kind, scenario_hash=scenario_hash(scenario),
                                     specialty=scenario.specialty, seed=seed, max_turns=budget.turns,
                                     price_table=self.prices.version)
         self.scenario, self.out_dir, self.done = scenario, out_dir, True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agentclinic.agents.base import Finding, MatchLevel, Verdict
 
@@ -110,6 +110,7 @@ class EpisodeRecord(Saved):
     run_id: str = ""
     episode: int = 0
     scenario_id: str
+    kind: Literal["diagnostic", "conversation"] = "diagnostic"  # the scenario's: stations have no diagnosis
     scenario_hash: str | None = None  # of the scenario as played (rescoring checks it is unchanged)
     specialty: str | None = None
     seed: int | None = None
@@ -141,6 +142,15 @@ class EpisodeRecord(Saved):
     scores: Scores | None = None  # diagnosis verdicts, dialogue axes, composite reward
     patient_ratings: dict[str, Any] | None = None  # simulated patient-reported ratings (LLM patients)
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_of_older_records(cls, data: Any) -> Any:
+        """Records written before ``kind`` was recorded: a station's ends as completed or by its budget."""
+        if isinstance(data, dict) and "kind" not in data and (
+                data.get("outcome") in ("completed", "ended-by-budget") or "feedback" in (data.get("extra") or {})):
+            data = {**data, "kind": "conversation"}
+        return data
 
     @field_validator("scores", mode="before")
     @classmethod

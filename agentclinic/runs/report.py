@@ -209,17 +209,18 @@ def run_stats(run: Run) -> RunStats:
     ks = sorted({k for r in records for k in top_k_hits(r.scores)})
     composites: list[float] = []
     for r in records:
-        stats.accuracy.add(r.correct)
-        if r.outcome != "error":
-            stats.accuracy_excluding_errors.add(r.correct)
-        hits = top_k_hits(r.scores)
-        for k in ks:
-            stats.top_k.setdefault(k, Rate()).add(hits.get(k, False))
-        stats.by_specialty.setdefault(r.specialty or "unknown", Rate()).add(r.correct)
-        for key in bias_keys(r):
-            stats.by_bias.setdefault(key, Rate()).add(r.correct)
-        level = r.verdict.level if r.diagnosed else "none"
-        stats.match_levels[level] = stats.match_levels.get(level, 0) + 1
+        if r.kind == "diagnostic":  # accuracy and match levels are not defined for conversation stations
+            stats.accuracy.add(r.correct)
+            if r.outcome != "error":
+                stats.accuracy_excluding_errors.add(r.correct)
+            hits = top_k_hits(r.scores)
+            for k in ks:
+                stats.top_k.setdefault(k, Rate()).add(hits.get(k, False))
+            stats.by_specialty.setdefault(r.specialty or "unknown", Rate()).add(r.correct)
+            for key in bias_keys(r):
+                stats.by_bias.setdefault(key, Rate()).add(r.correct)
+            level = r.verdict.level if r.diagnosed else "none"
+            stats.match_levels[level] = stats.match_levels.get(level, 0) + 1
         for name, value in _axes(r).items():
             number = _number(value)
             if number is not None:

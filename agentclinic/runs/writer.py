@@ -229,14 +229,16 @@ def summarise(records: list[EpisodeRecord]) -> dict:
     """Run-level figures. Accuracy, top-k and every mean are over all the episodes: an error or a budget
     cut-off is an episode without a diagnosis, and earns no diagnosis credit. ``accuracy_excluding_errors``
     is the accuracy over the episodes that did not fail, beside it and named so."""
-    ok = [r for r in records if r.outcome != "error"]
+    diagnostic = [r for r in records if r.kind == "diagnostic"]  # accuracy is not defined for stations
+    ok = [r for r in diagnostic if r.outcome != "error"]
     mean = lambda xs: round(statistics.fmean(xs), 4) if xs else None  # noqa: E731
     by_specialty: dict[str, list[bool]] = {}
-    for r in records:
+    for r in diagnostic:
         by_specialty.setdefault(r.specialty or "unknown", []).append(r.correct)
     return {
         "episodes": len(records),
-        "accuracy": mean([float(r.correct) for r in records]),
+        "stations": len(records) - len(diagnostic),
+        "accuracy": mean([float(r.correct) for r in diagnostic]),
         "accuracy_excluding_errors": mean([float(r.correct) for r in ok]),
         "correct": sum(r.correct for r in records),
         "incorrect": sum(r.outcome == "incorrect" for r in records),
@@ -247,7 +249,7 @@ def summarise(records: list[EpisodeRecord]) -> dict:
         "mean_cost": mean([r.cost for r in records]),
         "mean_seconds": mean([r.seconds for r in records]),
         "accuracy_by_specialty": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_specialty.items())},
-        "match_levels": _count(r.verdict.level if r.diagnosed else "none" for r in records),
+        "match_levels": _count(r.verdict.level if r.diagnosed else "none" for r in diagnostic),
         "fallbacks": summarise_fallbacks(records),
         "embedders": _count(r.embedder or "unknown" for r in records),
         **summarise_tools(records),
