@@ -50,7 +50,7 @@ def test_the_anchor_comes_from_the_differential_chosen_by_seed():
     anchors = [anchor_for(STEMI, seed) for seed in range(40)]
     assert set(anchors) <= set(names) and len(set(anchors)) >= 3  # not always the same, never "cancer"
     assert anchors == [anchor_for(STEMI, seed) for seed in range(40)]  # deterministic
-    for case in BANK:
+    for case in (c for c in BANK if c.kind == "diagnostic"):  # stations have no differential
         anchor = anchor_for(case, 1)
         assert anchor in [c.name for c in case.differential] and anchor != case.diagnosis.name
 
