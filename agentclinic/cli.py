@@ -183,6 +183,8 @@ def run(
     run_id: Annotated[Optional[str], typer.Option(help="run folder name (default: time and doctor)")] = None,
     scenario: Annotated[Optional[list[str]], typer.Option("--scenario", help="play only this scenario id (repeat "
                                                           "for several), e.g. conversation-lung-cancer-news")] = None,
+    kind: Annotated[Optional[str], typer.Option(help="which scenarios of the set to play: diagnostic (default), "
+                                                    "conversation (stations) or all; --scenario overrides it")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in --run-id where it stopped (refused when "
                                               "there is none, or while another process holds it)")] = False,
     allow_errors: Annotated[bool, typer.Option("--allow-errors", help="exit 0 even when episodes ended in an "
@@ -200,7 +202,8 @@ def run(
                  temperature=temperature, max_tokens=max_tokens, model_seed=model_seed, episodes=episodes, seed=seed,
                  concurrency=concurrency, executor=executor, ray_address=ray_address, workers=workers,
                  gpus_per_worker=gpus_per_worker, max_turns=max_turns, max_tests=max_tests, max_cost=max_cost, weights=weights,
-                 split=split, split_seed=split_seed, out=str(out) if out else None, run_id=run_id, only=scenario)
+                 split=split, split_seed=split_seed, out=str(out) if out else None, run_id=run_id, only=scenario,
+                 kind=kind)
     try:
         resolved, other = resolve_config(flags, config)
         folder, summary = run_session(resolved, out=Path(other["out"] or "runs"), run_id=other["run_id"],

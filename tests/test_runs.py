@@ -9,11 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from agentclinic.cli import app
 from agentclinic.env.gym import scripted_clinic
 from agentclinic.runs.runner import run_episodes
+from agentclinic.runs.session import RunConfig, run_session
 from agentclinic.runs.writer import RunWriter
 from agentclinic.scenario import load_scenarios
 from agentclinic.scenario.loaders import BANK_DIR
@@ -122,3 +124,26 @@ def test_episodes_are_deterministic_under_a_seed():
 
     first = transcript(11)
     assert first == transcript(11) and len(first[0]) > 5
+
+
+def test_a_run_plays_diagnostic_cases_unless_asked_for_stations(tmp_path):
+    import shutil
+
+    from agentclinic.errors import ConfigError
+
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    shutil.copy(BANK_DIR / "cardiology" / "inferior-stemi.yaml", cases / "stemi.yaml")
+    shutil.copy(BANK_DIR / "conversations" / "lung-cancer-news.yaml", cases / "news.yaml")
+    saved = {}
+    for kind in ("diagnostic", "all"):
+        config = RunConfig(scenarios=[str(cases)], kind=kind, episodes=1)
+        folder, _ = run_session(config, out=tmp_path / "runs", run_id=kind)
+        saved[kind] = sorted(json.loads((folder / "run.json").read_text())["config"]["scenario_ids"])
+    assert saved == {"diagnostic": ["cardiology-inferior-stemi"],
+                     "all": ["cardiology-inferior-stemi", "conversation-lung-cancer-news"]}
+    only_stemi = tmp_path / "only"
+    only_stemi.mkdir()
+    shutil.copy(BANK_DIR / "cardiology" / "inferior-stemi.yaml", only_stemi / "stemi.yaml")
+    with pytest.raises(ConfigError, match="no conversation scenario"):
+        run_session(RunConfig(scenarios=[str(only_stemi)], kind="conversation"), out=tmp_path / "runs", run_id="c")

@@ -72,6 +72,7 @@ class RunConfig(Strict):
     weights: ScoreWeights = Field(default_factory=ScoreWeights)  # the composite reward's axis weights
     split: Split | None = None  # play only this split of the scenarios (agentclinic.scenario.splits)
     only: list[str] = Field(default_factory=list)  # play only these scenario ids (--scenario)
+    kind: Literal["diagnostic", "conversation", "all"] = "diagnostic"  # which scenarios of the set (not for --scenario)
 
     def role_settings(self, role: str) -> Settings:
         return self.settings.get(role) or Settings()
@@ -122,6 +123,7 @@ class FileConfig(Strict):
     out: str | None = None
     run_id: str | None = None
     only: list[str] | str | None = None  # scenario ids to play (--scenario)
+    kind: Literal["diagnostic", "conversation", "all"] | None = None
 
 
 def load_config_file(path: str | Path) -> FileConfig:
@@ -207,6 +209,7 @@ def resolve_config(flags: dict[str, Any], config_file: str | Path | None = None)
         "weights": ScoreWeights.parse(merged.get("weights")),
         "split": Split.parse(merged.get("split"), seed=merged.get("split_seed")),
         "only": _split(merged.get("only")) or [],
+        **({"kind": merged["kind"]} if merged.get("kind") else {}),
         **{k: merged[k] for k in ("episodes", "seed", "concurrency", "executor", "ray_address", "workers",
                                   "gpus_per_worker", "max_turns", "max_tests", "max_cost")
            if merged.get(k) is not None},
@@ -294,6 +297,12 @@ def run_session(config: RunConfig, *, out: Path, run_id: str | None = None, resu
         if not scenarios.scenarios:
             raise ConfigError(f"no scenario of {', '.join(config.scenarios)} is in the {config.split.name} split "
                               f"(seed {config.split.seed})")
+    if not config.only and config.kind != "all":  # diagnostic cases by default: stations need a clinician
+        chosen = [sc for sc in scenarios if sc.kind == config.kind]
+        if not chosen:
+            raise ConfigError(f"no {config.kind} scenario in {', '.join(config.scenarios)}; choose others with "
+                              "--kind conversation|diagnostic|all or --scenario ID")
+        scenarios = ScenarioSet(chosen, scenarios.errors)
     if config.only:  # --scenario ID: these cases only, in the order given
         unknown = [i for i in config.only if i not in scenarios.ids()]
         if unknown:
