@@ -1,6 +1,7 @@
 """Human play in the terminal: ``agentclinic run --doctor human --scenario ID`` ends cleanly on end of input
 (Ctrl-D) and on Ctrl-C, records and scores the episode, and never prints a traceback."""
 
+import html
 import json
 import os
 import signal
@@ -74,3 +75,25 @@ def test_ctrl_c_ends_the_episode_cleanly(tmp_path):
 def test_unknown_scenario_id_is_a_clear_error(tmp_path):
     done = run(tmp_path, "conversation-nope", "")
     assert done.returncode == 2 and "no scenario 'conversation-nope'" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_language_model_plays_the_person_in_a_station(llama_server, tmp_path):  # noqa: F811
+    """A real server (llama.cpp, SmolLM2) plays the person: its replies are the observations, its calls are in the
+    record, and the state machine beside it still records moves, emotion and feedback."""
+    news = "I'm afraid I have some serious news. The scan shows a cancer in your lung, and it has spread to your liver."
+    done = subprocess.run([*AGENTCLINIC, "run", "--doctor", "human", "--scenario", "conversation-lung-cancer-news",
+                           "--patient", f"openai/smollm2@{llama_server}", "--max-tokens", "48", "--out", str(tmp_path),
+                           "--run-id", "llm"], input=f"Hello Mr Price, I'm Dr Shah.\n{news}\n",
+                          capture_output=True, text=True, env=ENV, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    played = record(tmp_path, "llm")
+    assert played["outcome"] == "completed" and played["error"] is None
+    said = [e for e in played["events"] if e["action"] and e["action"]["type"] == "ask"]
+    calls = [c for e in said for c in e["model_calls"] if c["role"] == "patient"]
+    assert len(said) == 2 and len(calls) == 2 and all(c["reply"] for c in calls)
+    for event, call in zip(said, calls):  # the person's line is the model's reply (unescaped, on one line)
+        assert event["observation"].startswith("Patient: ")
+        assert " ".join(event["observation"].split()[1:6]) == " ".join(html.unescape(call["reply"]).split()[:5])
+    assert "deliver-information" in said[1]["moves"] and said[1]["emotion"]["distress"] >= 3
+    assert played["extra"]["feedback"]["items"]
