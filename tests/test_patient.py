@@ -343,12 +343,13 @@ def test_default_thresholds_depend_on_the_matcher(model):
     assert ScriptedPatient(Embedder(None), threshold=0.9).threshold == 0.9
 
 
-def test_imported_third_person_facts_are_said_as_written(medqa_file, embedder):
+def test_imported_facts_are_said_in_the_first_person(medqa_file, embedder):
     scenario = load_scenarios(medqa_file).get("medqa-001")
     patient = ScriptedPatient(embedder)
     patient.reset(scenario, seed=0)
-    hello, smoke = talk(patient, "Hello, what brings you in?", "Do you smoke?")
-    assert hello.text == "Drooping eyelids"
+    hello, smoke, when = talk(patient, "Hello, what brings you in?", "Do you smoke?", "When did this start?")
+    assert hello.text == "I've had drooping eyelids."
+    assert when.text == "It's been going on for two months."  # onset is a fact of its own
     social = next(f for f in scenario.facts if f.category.value == "social")
     assert smoke.disclosed == [social.id] and smoke.text == social.text
 

@@ -59,9 +59,15 @@ def build(data: object, source: Source) -> Record | list[ScenarioError]:
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        return [_field_error(err, source) for err in exc.errors()]
-    scenario._source = source
-    return scenario
+        errors = [_field_error(err, source) for err in exc.errors()]
+    else:
+        scenario._source = source
+        return scenario
+    if isinstance(data, dict) and data.get("diagnosis") is None and data.get("kind", "diagnostic") == "diagnostic":
+        errors = [e for e in errors if "needs a 'diagnosis'" not in e.message]  # said once, on its field
+        errors.append(ScenarioError("a diagnostic case needs a diagnosis (or set 'kind: conversation' for a station)",
+                                    path=source.path, line=source.line, field="diagnosis", code="missing-diagnosis"))
+    return errors
 
 
 def _field_error(err: dict, source: Source) -> ScenarioError:
