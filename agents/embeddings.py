@@ -29,7 +29,7 @@ STOPWORDS = frozenset(
     "here hers him his how i i'm i've if in into is it its it's me my of on or our over she so some than "
     "that the their them then there these they this to up us was we were what when where which who why will "
     "with would you your any about after again all am also any been before did don't ever feel felt get got "
-    "just like lot much no not now only other out really since still such tell too very well".split())
+    "just like lot much no not now only other out own really since still such tell too very well".split())
 TOKEN = re.compile(r"[a-z0-9]+")
 
 

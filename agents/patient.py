@@ -25,6 +25,7 @@ from agentclinic.agents.base import PatientReply
 from agentclinic.agents.embeddings import STOPWORDS, Embedder, default_embedder, tokens
 
 from agentclinic.scenario.schema import Disclosure, Fact, FactCategory, Scenario
+from agentclinic.scenario.first_person import TIMING_KEYWORDS, timing_facts
 
 # Calibrated on the scenario bank with 100 questions that should reach a given fact and 54 that
 # should reach none ("Do you own a boat?", symptoms a case does not mention):
@@ -178,6 +179,8 @@ class _Index:
         for i, (fact, text) in enumerate(zip(self.facts, self.texts)):
             # views: the text, each of its sentences, each keyword, the category's hints
             keywords = [k for k in fact.keywords if self.guard(k) == k]  # a keyword naming the diagnosis is dropped
+            if fact.category == FactCategory.HPI:  # a history fact that states an onset answers "when did it start?"
+                keywords += [k for kind, _ in timing_facts(text) for k in TIMING_KEYWORDS[kind] if k not in keywords]
             sentences = [x for x in _SENTENCES.split(text) if tokens(x)]
             candidates = [(text, 1.0), *((x, 1.0) for x in sentences if len(sentences) > 1)]
             candidates += [(k, KEYWORD_WEIGHT) for k in keywords]

@@ -15,6 +15,7 @@ from agentclinic.agents import patient as patient_module
 from agentclinic.agents.embeddings import Embedder, default_embedder
 from agentclinic.agents.patient import DENY, GREETED_AGAIN, NO_RESULTS, UNSURE, ScriptedPatient
 from agentclinic.scenario import Scenario, load_scenarios
+from agentclinic.scenario.loaders import ScenarioSet
 
 BANK = Path(__file__).resolve().parents[1] / "scenarios"
 
@@ -67,7 +68,8 @@ def embedder(request) -> Embedder:
 
 @pytest.fixture(scope="module")
 def bank():
-    return [s for s in load_scenarios(BANK) if s.kind == "diagnostic"]  # stations: test_emotional_patient.py
+    bank = load_scenarios(BANK)
+    return ScenarioSet([s for s in bank if s.kind == "diagnostic"], bank.errors)  # stations: test_emotional_patient.py
 
 
 # The model's checks over the bank use a few scenarios (embedding every case's facts takes a
@@ -349,7 +351,7 @@ def test_imported_facts_are_said_in_the_first_person(medqa_file, embedder):
     patient.reset(scenario, seed=0)
     hello, smoke, when = talk(patient, "Hello, what brings you in?", "Do you smoke?", "When did this start?")
     assert hello.text == "I've had drooping eyelids."
-    assert when.text == "It's been going on for two months."  # onset is a fact of its own
+    assert "It's been going on for two months." in when.text  # onset is a fact of its own
     social = next(f for f in scenario.facts if f.category.value == "social")
     assert smoke.disclosed == [social.id] and smoke.text == social.text
 
@@ -374,7 +376,8 @@ class CountingModel:
         return np.stack(vectors)
 
 
-def test_a_scenarios_facts_are_embedded_once(scenario_data):
+def test_a_scenarios_facts_are_embedded_once(scenario_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("AGENTCLINIC_CACHE", str(tmp_path))  # an empty disk cache: the first patient embeds
     model = CountingModel()
     embedder = Embedder(model)
     scenario = case(scenario_data)
