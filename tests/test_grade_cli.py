@@ -72,3 +72,23 @@ def test_unknown_station_diagnostic_case_and_missing_file(tmp_path):
     assert diagnostic.exit_code == 2 and "diagnostic case" in diagnostic.output
     missing = grade("--transcript", str(tmp_path / "absent.json"))
     assert missing.exit_code == 2 and "cannot read the transcript" in missing.output
+
+
+@pytest.mark.slow
+def test_a_model_grader_on_a_real_server_keeps_the_rule_grading_beside_it(llama_server, tmp_path):
+    """--judge with a real server (llama.cpp, SmolLM2-135M: too small to follow the grading format reliably):
+    whatever it answers, the output is graded items with quotes the learner really said, and the rule grading
+    is kept in 'rules' or, when the model's reply is not understood, used and the reason noted."""
+    path = tmp_path / "session.json"
+    path.write_text(json.dumps(TURNS))
+    result = grade("--transcript", str(path), "--json", "--judge", f"openai/smollm2@{llama_server}")
+    assert result.exit_code == 0, result.output
+    feedback = json.loads(result.output)
+    said = {turn["text"].lower() for turn in TURNS}
+    quotes = [e["quote"].lower() for item in feedback["items"] for e in item["evidence"]]
+    assert all(any(q in s for s in said) for q in quotes)  # no invented quote survives
+    if feedback["method"] == "llm":
+        assert feedback["grader"] and feedback["rules"]["method"] != "llm"
+    else:
+        assert any("model grader" in p for p in feedback["penalties"])
+    assert 0.0 <= feedback["score"] <= 1.0
