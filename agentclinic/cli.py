@@ -105,7 +105,8 @@ def validate(paths: Paths = None, format: Format = None, as_json: AsJson = False
         for issue in report.warnings:
             console.print(f"[yellow]warning[/yellow] [dim]{issue.code}[/dim] {escape(str(issue))}", highlight=False,
                           soft_wrap=True)
-        console.print(f"{report.scenarios} scenarios in {len(report.specialties)} specialties: "
+        kinds = ", ".join(f"{n} {KIND_NAMES.get(kind, kind)}" for kind, n in report.kinds.items())
+        console.print(f"{report.scenarios} scenarios ({kinds}) in {len(report.specialties)} specialties: "
                       f"{len(report.errors)} errors, {len(report.warnings)} warnings")
     raise typer.Exit(1 if report.errors else 0)
 
@@ -130,6 +131,7 @@ def import_scenarios(source: Annotated[Path, typer.Argument(help="a file in any 
 
 
 Spec = Optional[str]
+KIND_NAMES = {"diagnostic": "diagnostic cases", "conversation": "conversation stations"}
 
 
 @app.command()

@@ -265,7 +265,7 @@ def markup_folder(tmp_path, scenario_data):
 def test_validate_and_list_print_paths_and_fields_as_text(markup_folder):
     result = runner.invoke(app, ["scenarios", "validate", str(markup_folder)])
     text = " ".join(result.output.split())
-    assert result.exit_code == 1 and "1 scenarios in 1 specialties: 1 errors" in text
+    assert result.exit_code == 1 and "1 scenarios (1 diagnostic cases) in 1 specialties: 1 errors" in text
     assert f"{markup_folder}/bad.yaml" in text and "[patient.age]" in text
     listed = runner.invoke(app, ["scenarios", "list", str(markup_folder)])
     assert listed.exit_code == 0, listed.output

@@ -65,8 +65,9 @@ def build(data: object, source: Source) -> Record | list[ScenarioError]:
         return scenario
     if isinstance(data, dict) and data.get("diagnosis") is None and data.get("kind", "diagnostic") == "diagnostic":
         errors = [e for e in errors if "needs a 'diagnosis'" not in e.message]  # said once, on its field
-        errors.append(ScenarioError("a diagnostic case needs a diagnosis (or set 'kind: conversation' for a station)",
-                                    path=source.path, line=source.line, field="diagnosis", code="missing-diagnosis"))
+        errors.insert(0, ScenarioError("a diagnostic case needs a diagnosis (or set 'kind: conversation' for a "
+                                       "station)", path=source.path, line=source.line, field="diagnosis",
+                                       code="missing-diagnosis"))
     return errors
 
 

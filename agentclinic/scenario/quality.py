@@ -60,6 +60,7 @@ class Issue(BaseModel):
 
 class QualityReport(BaseModel):
     scenarios: int
+    kinds: dict[str, int] = {}  # diagnostic cases and conversation stations
     specialties: dict[str, int]
     errors: list[Issue]
     warnings: list[Issue]
@@ -277,6 +278,7 @@ def validate_paths(paths: Iterable[str | Path], *, format: str | None = None,
     issues += check_scenarios(loaded.scenarios, prices)
     report = QualityReport(
         scenarios=len(loaded.scenarios),
+        kinds=dict(sorted(Counter(s.kind for s in loaded.scenarios).items())),
         specialties=dict(sorted(Counter(s.specialty for s in loaded.scenarios).items())),
         errors=[i for i in issues if i.severity == "error"],
         warnings=[i for i in issues if i.severity == "warning"])
