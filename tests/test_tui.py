@@ -499,3 +499,12 @@ def test_the_real_command_in_tmux(tmp_path):
     record = EpisodeRecord.model_validate_json(line)
     assert record.scenario_id == STATION and record.outcome == "completed" and record.turns == 2
     assert [event.doctor for event in record.events] == lines
+
+
+@pytest.mark.parametrize("line, spoken", [("How are you feeling about all this?", True),
+                                          ("DIAGNOSIS READY: inferior STEMI", False), ("END CONVERSATION", False),
+                                          ("REQUEST TEST: ECG", False)])
+def test_only_speech_waits_for_the_instructors_reply(line, spoken):
+    from agentclinic.tui.conversation import said_to_the_person
+
+    assert said_to_the_person(line) is spoken

@@ -151,7 +151,8 @@ class ConversationScreen(Screen):
                 yield HistoryInput(placeholder="Preparing the patient...", id="say", disabled=True)
                 if diagnostic:
                     with Horizontal(id="actions"):
-                        for name in ("Examine", "Tests", "Images", "Tools", "Diagnose"):
+                        images = ("Images",) if self.scenario.images else ()  # no button that can only fail
+                        for name in ("Examine", "Tests", *images, "Tools", "Diagnose"):
                             yield Button(name, id=f"do-{name.lower()}", disabled=True)
             with Vertical(id="side"):
                 yield Label("Person's state (instructor)", id="emotion-title")
@@ -291,8 +292,9 @@ class ConversationScreen(Screen):
         self.speak(text)
 
     def speak(self, text: str) -> None:
-        """The learner's words: to the clinic, or held for the instructor's reply."""
-        if self.take_over_next or self.clinic_app.settings.play_patient:
+        """The learner's words: to the clinic, or held for the instructor's reply when they are said to the
+        person (a diagnosis, an order or END CONVERSATION goes to the clinic; a take-over waits for speech)."""
+        if (self.take_over_next or self.clinic_app.settings.play_patient) and said_to_the_person(text):
             self.take_over_next = False
             self.hold_for_instructor(text)
         else:
@@ -455,3 +457,13 @@ class ConversationScreen(Screen):
         turn_workers = [w for w in self.workers if w.group == "turn" and not w.is_finished]
         for worker in turn_workers:
             await worker.wait()
+
+
+def said_to_the_person(text: str) -> bool:
+    """Whether the learner's line is speech the person answers (an ``ask``), not a command to the clinic."""
+    from agentclinic.env.actions import ActionError, Ask, parse_action
+
+    try:
+        return isinstance(parse_action(text), Ask)
+    except ActionError:
+        return False
