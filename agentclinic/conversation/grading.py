@@ -137,17 +137,24 @@ def grade(scenario: Scenario, tracker: Tracker) -> Feedback:
     information = _information(scenario, tracker)
     red_lines = _red_lines(scenario, tracker)
     penalties, penalty = _penalties(turns, red_lines)
-    essential = [i for i in information if i.essential]
-    info_score = (sum(i.delivered_turn is not None for i in essential) / len(essential)) if essential else None
-    mean = sum(rubric_scores.values()) / len(rubric_scores) if rubric_scores else 0.0
-    overall = mean if info_score is None else 0.7 * mean + 0.3 * info_score
-    score = round(min(1.0, max(0.0, overall - penalty)), 3)
+    score = _overall(rubric_scores, information, penalty)
     missed = [f"{r.rubric}/{r.id}" for r in items if r.status == "missed"]
     suggestions = _suggestions(items, red_lines, information)
     return Feedback(station=scenario.id, score=score, rubrics=rubric_scores, items=items, missed=missed,
                     red_lines=red_lines, information=information, arc=tracker.arc(),
                     moves=[{"turn": t.turn, "moves": t.moves} for t in turns], penalties=penalties,
                     suggestions=suggestions)
+
+
+def _overall(rubric_scores: dict[str, float], information: list[InfoDelivery], penalty: float) -> float:
+    """0.7 * the rubric mean + 0.3 * the essential information delivered (the mean alone without information
+    items), less ``penalty``, clamped to [0, 1]."""
+    essential = [i for i in information if i.essential]
+    mean = sum(rubric_scores.values()) / len(rubric_scores) if rubric_scores else 0.0
+    if essential:
+        delivered = sum(i.delivered_turn is not None for i in essential) / len(essential)
+        mean = 0.7 * mean + 0.3 * delivered
+    return round(min(1.0, max(0.0, mean - penalty)), 3)
 
 
 def _valid(item: RubricItem, turn: Turn, news_turn: int | None, move: str) -> str | None:
@@ -299,16 +306,15 @@ def _suggestions(items: list[ItemResult], red_lines: list[RedLineHit], informati
         if info.essential and info.delivered_turn is None:
             out.append(f"Make sure you get across: {info.id.replace('-', ' ')}.")
     for result in items:
-        if result.status != "met" and rubric(result.rubric).items[[i.id for i in rubric(result.rubric).items]
-                                                                    .index(result.id)].check == "information":
-            advice = f"{result.title}: {result.note}." if result.note else None  # say what was wrong, not the textbook
-            if advice and advice not in out:
-                out.append(advice)
+        if result.status == "met":
             continue
-        if result.status != "met":
-            advice = rubric(result.rubric).items[[i.id for i in rubric(result.rubric).items].index(result.id)].advice
-            if advice not in out:
-                out.append(advice)
+        spec = next(i for i in rubric(result.rubric).items if i.id == result.id)
+        if spec.check == "information":  # say what was wrong, not the textbook
+            advice = f"{result.title}: {result.note}." if result.note else None
+        else:
+            advice = spec.advice
+        if advice and advice not in out:
+            out.append(advice)
     return out
 
 
@@ -369,16 +375,12 @@ async def grade_with_model(scenario: Scenario, tracker: Tracker, model: Any, set
     for rubric_id in scenario.conversation.rubric:
         own = [i.credit for i in items if i.rubric == rubric_id]
         scores[rubric_id] = round(sum(own) / len(own), 3) if own else 0.0
-    essential = [i for i in rules.information if i.essential]
-    info = (sum(i.delivered_turn is not None for i in essential) / len(essential)) if essential else None
-    mean = sum(scores.values()) / len(scores) if scores else 0.0
     penalty = min(MAX_PENALTY, RED_LINE_PENALTY * len(rules.red_lines)
                   + sum(p.startswith("repeated") for p in rules.penalties) * REPEAT_PENALTY)
-    overall = (mean if info is None else 0.7 * mean + 0.3 * info) - penalty
     return rules.model_copy(update={
         "method": "llm", "grader": name, "items": items, "rubrics": scores,
-        "score": round(min(1.0, max(0.0, overall)), 3), "missed": [f"{i.rubric}/{i.id}" for i in items
-                                                                   if i.status == "missed"],
+        "score": _overall(scores, rules.information, penalty), "missed": [f"{i.rubric}/{i.id}" for i in items
+                                                                          if i.status == "missed"],
         "penalties": rules.penalties + notes, "rules": rules})
 
 
