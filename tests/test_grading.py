@@ -168,5 +168,7 @@ def test_the_model_grader_keeps_the_rules_beside_it_and_drops_invented_quotes():
     assert any("dropped a quote" in p for p in feedback.penalties)
     assert item(feedback, "spikes/knowledge").evidence[0].quote == "you have cancer everywhere"
     assert item(feedback, "nurse/name").note.endswith("model gave no grade: rule")
+    fenced = asyncio.run(grade_with_model(STATION, tracker, FakeModel(f"Grades:\n```json\n{reply}\n```\n{{done}}")))
+    assert fenced.method == "llm" and item(fenced, "spikes/setting").status == "met"  # prose around the JSON
     garbled = asyncio.run(grade_with_model(STATION, tracker, FakeModel("I think they did fine.")))
     assert garbled.method == "rules" and any("not understood" in p for p in garbled.penalties)

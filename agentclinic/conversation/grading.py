@@ -20,7 +20,6 @@ same items when a judge model is configured; the rule grading is kept beside it 
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from typing import Any, Literal
@@ -386,14 +385,10 @@ async def grade_with_model(scenario: Scenario, tracker: Tracker, model: Any, set
 
 def _parse_grades(text: str) -> dict[str, dict]:
     """{"rubric/item": {"status", "evidence": [{"turn", "quote"}], "note"}} from the model's JSON reply."""
-    match = re.search(r"\{.*\}", text, re.S)
-    if not match:
-        return {}
-    try:
-        data = json.loads(match.group(0))
-    except json.JSONDecodeError:
-        return {}
-    items = data.get("items") if isinstance(data, dict) else None
+    from agentclinic.agents.llm import json_object
+
+    data = json_object(text)
+    items = data.get("items") if data else None
     out = {}
     for entry in items if isinstance(items, list) else []:
         if isinstance(entry, dict) and isinstance(entry.get("item"), str):
