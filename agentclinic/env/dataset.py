@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agentclinic.env.gym import first_messages, kind_of
+from agentclinic.env.gym import first_messages
 from agentclinic.scenario.loaders import BANK_DIR, ScenarioSet, load_scenarios
 from agentclinic.scenario.schema import Scenario
 from agentclinic.scenario.splits import Split, assign_splits
@@ -33,7 +33,7 @@ def scenario_rows(scenarios: str | Path | list[Scenario] | ScenarioSet | None = 
     cut by the split's settings or the defaults)."""
     if isinstance(scenarios, (str, Path)) or scenarios is None:
         scenarios = load_scenarios(scenarios or BANK_DIR)
-    cases = [s for s in scenarios if kind_of(s) == "diagnostic"]
+    cases = [s for s in scenarios if s.kind == "diagnostic"]
     spec = Split.parse(split) or Split(name="train")
     assignment = assign_splits(cases, spec.seed, spec.fractions, spec.method)
     return [{"prompt": first_messages(case_brief(s), max_turns), "scenario_id": s.id, "split": assignment[s.id],

@@ -120,11 +120,6 @@ def batchable(info: dict) -> dict:
     return info
 
 
-def kind_of(scenario: Scenario) -> str:
-    """A scenario's kind ("diagnostic" for files written before kinds existed)."""
-    return getattr(scenario, "kind", None) or "diagnostic"
-
-
 def message_space() -> spaces.Sequence:
     """The ``messages`` observation space: a tuple of {"role", "content"} dicts of text."""
     return spaces.Sequence(spaces.Dict({"role": spaces.Text(9, charset=string.ascii_lowercase),
@@ -183,7 +178,7 @@ class ClinicEnv(gym.Env):
         if obs_mode == "messages" and set(kinds) - {"diagnostic"}:
             raise ValueError("obs_mode='messages' sends the diagnostic doctor's action protocol; play conversation "
                              "stations with obs_mode='text'")
-        self.pool = [s for s in scenarios if kind_of(s) in kinds]  # every case reset may play when asked
+        self.pool = [s for s in scenarios if s.kind in kinds]  # every case reset may play when asked
         self.split = Split.parse(split)
         self.scenarios = split_scenarios(self.pool, self.split) if self.split else list(self.pool)  # sampled
         if not self.scenarios:
