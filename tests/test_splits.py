@@ -148,7 +148,9 @@ def test_dataset_rows_are_the_messages_envs_first_observation(monkeypatch):
 
 def test_dataset_never_shows_the_diagnosis():
     by_id = {s.id: s for s in BANK}  # (ids often name the diagnosis: the id is a column, never in the prompt)
-    for row in scenario_rows(BANK):
+    rows = scenario_rows(BANK)
+    assert rows and all(row["prompt"] for row in rows)  # a dataset with no rows (or no prompts) would pass below
+    for row in rows:
         prompt = json.dumps(row["prompt"]).lower()
         assert by_id[row["scenario_id"]].diagnosis.name.lower() not in prompt and row["scenario_id"] not in prompt
 
