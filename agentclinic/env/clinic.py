@@ -58,6 +58,13 @@ from agentclinic.tools.registry import prepare_call, run_tool
 
 ImagePolicy = Literal["on-request", "upfront"]
 IMAGE_POLICIES = ("on-request", "upfront")
+REMOTE_NOTE = " (Note: this case's images are remote and unavailable offline; it runs text-only.)"
+
+
+def case_brief(scenario: Scenario) -> str:
+    """A diagnostic case's opening brief before any upfront images: the doctor's brief, and a note when its
+    images are remote (the ``messages`` dataset's first prompt is built from it too)."""
+    return scenario.doctor_brief + (REMOTE_NOTE if any(image.remote for image in scenario.images) else "")
 
 
 def scenario_folder(scenario: Scenario | None) -> Path | None:
@@ -155,9 +162,7 @@ class Clinic:
         self.done = False
         if (bias := self._patient_bias()) is not None:
             self.record.extra["biases"] = {"patient": bias}
-        brief = scenario.doctor_brief
-        if any(image.remote for image in scenario.images):
-            brief += " (Note: this case's images are remote and unavailable offline; it runs text-only.)"
+        brief = case_brief(scenario)
         upfront: list[dict] = []
         if self.image_policy == "upfront":
             upfront = [self.image_info(image) for image in scenario.images]

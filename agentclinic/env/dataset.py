@@ -13,18 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agentclinic.env.clinic import case_brief  # the brief Clinic.reset opens with (on-request images)
 from agentclinic.env.gym import first_messages
 from agentclinic.scenario.loaders import BANK_DIR, ScenarioSet, load_scenarios
 from agentclinic.scenario.schema import Scenario
 from agentclinic.scenario.splits import Split, assign_splits
-
-REMOTE_NOTE = " (Note: this case's images are remote and unavailable offline; it runs text-only.)"
-"""What the clinic adds to the brief of a case whose images are remote (``Clinic.reset``; a test pins it)."""
-
-
-def case_brief(scenario: Scenario) -> str:
-    """The brief the clinic opens an episode with (the default, on-request image policy)."""
-    return scenario.doctor_brief + (REMOTE_NOTE if any(image.remote for image in scenario.images) else "")
 
 
 def scenario_rows(scenarios: str | Path | list[Scenario] | ScenarioSet | None = None,
