@@ -62,10 +62,8 @@ def cached_json(path: Path, build: Callable[[], T], to_json: Callable[[T], Any],
     """``from_json`` of the JSON in ``path``; else ``build()``, saved with ``to_json`` (a damaged file is rebuilt)."""
     try:
         return from_json(json.loads(path.read_bytes()))
-    except FileNotFoundError:
-        pass
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass  # damaged or from another layout: rebuilt below
+        pass  # absent, damaged or from another layout: rebuilt below
     value = build()
     write_atomic(path, json.dumps(to_json(value), separators=(",", ":")).encode())
     return value
