@@ -13,7 +13,7 @@ from textual.app import App
 from agentclinic.env.clinic import Clinic
 from agentclinic.scenario.loaders import BANK_DIR, load_scenarios
 from agentclinic.scenario.schema import Scenario, Strict
-from agentclinic.tui.session import Clock, RunRecorder, TuiSession, kind_of
+from agentclinic.tui.session import Clock, RunRecorder, TuiSession
 
 
 class TuiSettings(Strict):
@@ -70,7 +70,7 @@ class ClinicApp(App):
 
     def clinic_for(self, scenario: Scenario) -> Clinic:
         """The clinic for a case's kind, built once (the embedding model loads the first time)."""
-        kind = kind_of(scenario)
+        kind = scenario.kind
         if kind not in self._clinics:
             s = self.settings
             if kind == "conversation":

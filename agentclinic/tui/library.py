@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Markdown, Select, Static
 
 from agentclinic.scenario.schema import Scenario
-from agentclinic.tui.session import kind_of, situation_of
+from agentclinic.tui.session import situation_of
 
 FILTERS = ("kind", "specialty", "difficulty", "situation")
 
@@ -32,7 +32,7 @@ class CaseRow:
 
     @classmethod
     def of(cls, scenario: Scenario) -> CaseRow:
-        return cls(scenario.id, scenario.title, kind_of(scenario), scenario.specialty, scenario.difficulty,
+        return cls(scenario.id, scenario.title, scenario.kind, scenario.specialty, scenario.difficulty,
                    situation_of(scenario) or "-")
 
     def matches(self, filters: dict[str, str | None], search: str = "") -> bool:

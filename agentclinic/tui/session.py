@@ -17,20 +17,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from agentclinic.agents.emotional_patient import SPEAKERS as SPEAKER_LABELS
 from agentclinic.env.clinic import Clinic, StepResult
 from agentclinic.runs.record import EpisodeRecord
 from agentclinic.runs.writer import RunFolderError, RunWriter, check_run_id
 from agentclinic.scenario.schema import Scenario
 
-SPEAKERS = ("Patient", "Relative", "Interpreter")
+SPEAKERS = tuple(SPEAKER_LABELS.values())
 """Observation prefixes that are a person speaking (the rest are the clinic's: examination, results...)."""
 
 Clock = Callable[[], float]
-
-
-def kind_of(scenario: Scenario) -> str:
-    """'conversation' for a communication station, 'diagnostic' for a clinical case."""
-    return scenario.kind
 
 
 def situation_of(scenario: Scenario) -> str | None:
@@ -142,7 +138,7 @@ class TuiSession:
 
     @property
     def kind(self) -> str:
-        return kind_of(self.scenario)
+        return self.scenario.kind
 
     @property
     def finished(self) -> bool:
