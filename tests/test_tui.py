@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,14 @@ async def start(pilot, case_id: str) -> ConversationScreen:
         await asyncio.sleep(0.2)
     screen.query_one("#say", Input).cursor_blink = False
     return screen
+
+
+@asynccontextmanager
+async def playing(tmp_path: Path, case_id: str, clock: FakeClock | None = None, **kwargs):
+    """The app on a case, started from the library: (app, pilot, screen)."""
+    app = app_for(tmp_path, clock, **kwargs)
+    async with app.run_test(size=SIZE) as pilot:
+        yield app, pilot, await start(pilot, case_id)
 
 
 async def say(pilot, text: str) -> None:
@@ -172,9 +181,7 @@ def test_a_whole_station_session_ends_in_a_debrief_that_quotes_the_learner(tmp_p
              "knee, and it could be a tumour."]
 
     async def scenario():
-        app = app_for(tmp_path, clock)
-        async with app.run_test(size=SIZE) as pilot:
-            screen = await start(pilot, STATION)
+        async with playing(tmp_path, STATION, clock) as (app, pilot, screen):
             assert "Tell her, respond to how she feels" in chat_text(screen)
             for text in words:
                 await say(pilot, text)
@@ -212,9 +219,7 @@ def test_a_whole_station_session_ends_in_a_debrief_that_quotes_the_learner(tmp_p
 
 def test_ctrl_d_ends_the_session_and_it_is_recorded_and_graded(tmp_path):
     async def scenario():
-        app = app_for(tmp_path)
-        async with app.run_test(size=SIZE) as pilot:
-            await start(pilot, STATION)
+        async with playing(tmp_path, STATION) as (app, pilot, _):
             await say(pilot, "Hello, I'm Dr Patel. What do you know about the scan so far?")
             await pilot.press("ctrl+d")
             await settle(pilot)
@@ -228,9 +233,7 @@ def test_ctrl_d_ends_the_session_and_it_is_recorded_and_graded(tmp_path):
 
 def test_ctrl_c_ends_records_and_quits_with_where_it_went(tmp_path):
     async def scenario():
-        app = app_for(tmp_path)
-        async with app.run_test(size=SIZE) as pilot:
-            screen = await start(pilot, STATION)
+        async with playing(tmp_path, STATION) as (app, pilot, screen):
             await say(pilot, "Hello, I'm Dr Patel.")
             await pilot.press("ctrl+n", *"she mentioned her class")
             assert screen.query_one("#notes").text == "she mentioned her class"
@@ -246,9 +249,7 @@ def test_ctrl_c_ends_records_and_quits_with_where_it_went(tmp_path):
 
 def test_input_history_recalls_what_was_said(tmp_path):
     async def scenario():
-        app = app_for(tmp_path)
-        async with app.run_test(size=SIZE) as pilot:
-            screen = await start(pilot, STATION)
+        async with playing(tmp_path, STATION) as (app, pilot, screen):
             await say(pilot, "Hello, I'm Dr Patel.")
             await say(pilot, "How are you feeling today?")
             say_box = screen.query_one("#say", HistoryInput)
@@ -268,9 +269,7 @@ def test_typing_ahead_while_a_reply_is_coming_sends_each_message_in_turn(tmp_pat
     first, second = "Hello, I'm Dr Patel.", "What do you know about the scan so far?"
 
     async def scenario():
-        app = app_for(tmp_path)
-        async with app.run_test(size=SIZE) as pilot:
-            screen = await start(pilot, STATION)
+        async with playing(tmp_path, STATION) as (app, pilot, screen):
             await pilot.press(*first, "enter", *second, "enter")  # the second is typed before the first reply
             deadline = time.monotonic() + READY_S
             while screen.busy or screen.queued:
@@ -289,9 +288,7 @@ def test_instructor_takes_over_the_next_reply_and_sees_the_state(tmp_path):
     reply = "Just tell me. Is it cancer?"
 
     async def scenario():
-        app = app_for(tmp_path, instructor=True)
-        async with app.run_test(size=SIZE) as pilot:
-            screen = await start(pilot, STATION)
+        async with playing(tmp_path, STATION, instructor=True) as (app, pilot, screen):
             assert screen.query_one("#emotion").display
             assert "distress" in str(screen.query_one("#emotion", Static).content)
             await pilot.press("ctrl+t")
@@ -317,9 +314,7 @@ def test_pause_stops_the_clock_and_the_time_budget_ends_the_station(tmp_path):
     clock = FakeClock()
 
     async def scenario():
-        app = app_for(tmp_path, clock)
-        async with app.run_test(size=SIZE) as pilot:
-            screen = await start(pilot, STATION)
+        async with playing(tmp_path, STATION, clock) as (app, pilot, screen):
             await say(pilot, "Hello, I'm Dr Patel.")
             clock.now += 30
             await pilot.press("ctrl+p")
@@ -341,9 +336,7 @@ def test_pause_stops_the_clock_and_the_time_budget_ends_the_station(tmp_path):
 
 def test_diagnostic_case_examines_orders_with_prices_draws_the_image_and_diagnoses(tmp_path):
     async def scenario():
-        app = app_for(tmp_path)
-        async with app.run_test(size=SIZE) as pilot:
-            screen = await start(pilot, CASE)
+        async with playing(tmp_path, CASE) as (app, pilot, screen):
             await say(pilot, "What has been happening to your hearing?")
             await pilot.click("#do-examine")
             await pilot.pause()
@@ -374,9 +367,7 @@ def test_diagnostic_case_examines_orders_with_prices_draws_the_image_and_diagnos
 
 def test_exports_markdown_that_grade_reads_and_the_html_report(tmp_path):
     async def scenario():
-        app = app_for(tmp_path)
-        async with app.run_test(size=SIZE) as pilot:
-            await start(pilot, STATION)
+        async with playing(tmp_path, STATION) as (app, pilot, _):
             await say(pilot, "Hello, I'm Dr Patel. What do you understand about the scan?")
             await say(pilot, "The scan shows a lump in the bone above your knee that could be a tumour.")
             await pilot.press("ctrl+e")
@@ -397,9 +388,7 @@ def test_exports_markdown_that_grade_reads_and_the_html_report(tmp_path):
 
 def test_a_failing_patient_is_recorded_as_an_error_not_lost(tmp_path):
     async def scenario():
-        app = app_for(tmp_path)
-        async with app.run_test(size=SIZE) as pilot:
-            screen = await start(pilot, STATION)
+        async with playing(tmp_path, STATION) as (app, pilot, screen):
             await say(pilot, "Hello, I'm Dr Patel.")
 
             async def broken(*args, **kwargs):
