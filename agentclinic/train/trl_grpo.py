@@ -97,8 +97,7 @@ class HFGenerator:
         logps = torch.log_softmax(logits, dim=-1)
         turns = []
         for b, ids in enumerate(new):
-            end = next((i + 1 for i, t in enumerate(ids) if t in self.stop_ids), len(ids))
-            ids = ids[:end]
+            ids = ids[:turn_end(ids, self.stop_ids)]
             turns.append(Generated(ids, [float(logps[b, i, t]) for i, t in enumerate(ids)]))
         return turns
 
@@ -117,10 +116,14 @@ class VLLMGenerator:
                                                                     num_generations=1)
         turns = []
         for seq, lps in zip(ids, logprobs):
-            end = next((i + 1 for i, t in enumerate(seq) if t in self.stop_ids), len(seq))
-            end = min(end, self.max_new_tokens)
+            end = min(turn_end(seq, self.stop_ids), self.max_new_tokens)
             turns.append(Generated(list(seq[:end]), [lp[0] for lp in lps[:end]]))  # None: unknown (TRL: NaN)
         return turns
+
+
+def turn_end(ids: Sequence[int], stop_ids: set[int]) -> int:
+    """Where a sampled turn ends: just after its first stop token, else at its end."""
+    return next((i + 1 for i, t in enumerate(ids) if t in stop_ids), len(ids))
 
 
 def stop_token_ids(tokenizer) -> list[int]:
