@@ -109,6 +109,11 @@ def leaked(reply: str, s: Scenario) -> str | None:
     return f"test value {found[0]}" if found else None
 
 
+def rate(hits: int, asked: int) -> float | None:
+    """hits / asked to 3 places; None when nothing was asked."""
+    return round(hits / asked, 3) if asked else None
+
+
 # -- patient ---------------------------------------------------------------------------------------------
 
 @dataclass
@@ -127,7 +132,6 @@ class PatientFigures:
     leak_examples: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
-        rate = lambda a, b: round(a / b, 3) if b else None  # noqa: E731
         return {"cases": self.cases, "important facts": self.facts, "covered by a question": self.covered,
                 "recall": rate(self.recalled, self.covered), "timing recall": rate(self.timing_found, self.timing_asked),
                 "timing questions": self.timing_asked, "false disclosure": rate(self.false_disclosures, self.unrelated_asked),
@@ -199,12 +203,11 @@ class MeasurementFigures:
     invention_examples: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
-        rate = lambda pair: round(pair[0] / pair[1], 3) if pair[1] else None  # noqa: E731
-        return {"cases": self.cases, "exact by name": rate(self.by_name), "names": self.by_name[1],
-                "exact by synonym": rate(self.by_synonym), "synonyms": self.by_synonym[1],
-                "exact by abbreviation": rate(self.by_abbreviation), "abbreviations": self.by_abbreviation[1],
-                "false match": rate([self.false_matches, self.absent_asked]), "absent tests": self.absent_asked,
-                "invention": rate([self.inventions, self.results]), "results": self.results}
+        return {"cases": self.cases, "exact by name": rate(*self.by_name), "names": self.by_name[1],
+                "exact by synonym": rate(*self.by_synonym), "synonyms": self.by_synonym[1],
+                "exact by abbreviation": rate(*self.by_abbreviation), "abbreviations": self.by_abbreviation[1],
+                "false match": rate(self.false_matches, self.absent_asked), "absent tests": self.absent_asked,
+                "invention": rate(self.inventions, self.results), "results": self.results}
 
 
 def readable(synonym: str) -> bool:

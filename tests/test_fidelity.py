@@ -97,6 +97,9 @@ def test_greedy_measurement_is_caught(cases):
     assert fig.by_name == [1, 3] and fig.by_synonym == [0, 1] and fig.by_abbreviation == [1, 2]
     assert (fig.absent_asked, fig.false_matches) == (3, 3)
     assert (fig.results, fig.inventions) == (9, 3)  # every answer in the rash case is not in that case
+    summary = fig.summary()
+    assert (summary["exact by name"], summary["exact by synonym"], summary["exact by abbreviation"],
+            summary["false match"], summary["invention"]) == (0.333, 0.0, 0.5, 1.0, 0.333)
 
 
 def test_invention_and_leak_rules(cases):
