@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
     from agentclinic.env.menu import MENU, ActionMenu, feature_names
     from agentclinic.env.wrappers import RecordEpisodes
     from agentclinic.scenario.loaders import BANK_DIR, load_scenarios
+    from agentclinic.scenario.splits import split_scenarios
 
     run_id = args.run_id or "reinforce-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     folder = Path(args.out) / run_id
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     train_env = make_env("train")
     train_cases = list(train_env.unwrapped.scenarios)
-    test_env_cases = list(make_env("test").unwrapped.scenarios)
+    test_env_cases = split_scenarios(train_env.unwrapped.pool, "test")  # the test split as make_env("test") cuts it
     test_cases = test_env_cases[: args.eval_limit] if args.eval_limit else test_env_cases
     if not train_cases or not test_cases:
         raise SystemExit(f"need train and test scenarios; got {len(train_cases)} train, {len(test_cases)} test")
