@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayError
+from ray.exceptions import RayActorError, RayError
 
 from agentclinic.runs.record import EpisodeRecord
 from agentclinic.runs.runner import play_episode
@@ -167,7 +167,7 @@ def run_on_ray(plan: list[Item], config: dict, *, writer: RunWriter, run_id: str
         for a in pool:
             try:
                 stats.worker_cpu_seconds += ray.get(a.cpu_seconds.remote(), timeout=30)
-            except (RayError, GetTimeoutError):
+            except RayError:  # a timeout (GetTimeoutError) too
                 pass
     finally:
         for a in pool:
