@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
+from functools import lru_cache
 from pathlib import Path
 
 from agentclinic.runs.writer import RunWriter
@@ -19,8 +20,14 @@ from agentclinic.scenario.loaders import BANK_DIR, load_scenarios
 from agentclinic.scenario.splits import split_of
 
 
+@lru_cache(maxsize=1)
+def bank_difficulty() -> dict[str, str]:
+    """Scenario id -> difficulty for the bank (read once for all the runs named)."""
+    return {s.id: s.difficulty for s in load_scenarios(BANK_DIR)}
+
+
 def table(folder: Path) -> str:
-    difficulty = {s.id: s.difficulty for s in load_scenarios(BANK_DIR)}
+    difficulty = bank_difficulty()
     groups: dict[str, list[bool]] = defaultdict(list)
     for record in RunWriter(folder).records():
         for key in (f"split: {split_of(record.scenario_id)}", f"difficulty: {difficulty.get(record.scenario_id, '?')}",
