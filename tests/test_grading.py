@@ -132,6 +132,8 @@ def test_evidence_quotes_the_learner_at_the_turn_it_names():
     assert [p["turn"] for p in feedback.arc] == list(range(len(said) + 1))
     text = feedback_markdown(feedback)
     assert "SPIKES" in text and "turn 2: \"What have you been told so far about the scan?\"" in text
+    per_item = [[line for line in part.splitlines() if line.startswith("  - turn ")] for part in text.split("\n- [")]
+    assert any(per_item) and all(len(set(q)) == len(q) for q in per_item)  # a quote once per item
 
 
 def test_a_diagnostic_case_cannot_be_graded():

@@ -237,6 +237,8 @@ def test_ctrl_c_ends_records_and_quits_with_where_it_went(tmp_path):
             await say(pilot, "Hello, I'm Dr Patel.")
             await pilot.press("ctrl+n", *"she mentioned her class")
             assert screen.query_one("#notes").text == "she mentioned her class"
+            await pilot.press("ctrl+n", *"ok")  # back to what you say: typing no longer lands in the notes
+            assert screen.query_one("#say").value == "ok" and screen.query_one("#notes").text == "she mentioned her class"
             await pilot.press("ctrl+c")
             await settle(pilot)
         return app.return_value

@@ -407,8 +407,8 @@ def feedback_markdown(feedback: Feedback) -> str:
         for item in (i for i in feedback.items if i.rubric == rubric_id):
             mark = {"met": "[x]", "partly": "[~]", "missed": "[ ]"}[item.status]
             out.append(f"- {mark} **{item.title}** ({item.status}): {item.what}")
-            for e in item.evidence:
-                out.append(f"  - turn {e.turn}: \"{e.quote}\"")
+            for turn, quote in dict.fromkeys((e.turn, e.quote) for e in item.evidence):  # a quote once per item
+                out.append(f"  - turn {turn}: \"{quote}\"")
             if item.note:
                 out.append(f"  - note: {item.note}")
         out.append("")

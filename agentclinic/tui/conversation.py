@@ -414,7 +414,9 @@ class ConversationScreen(Screen):
         self.notify(f"Saved to {path}")
 
     def action_notes(self) -> None:
-        self.query_one("#notes", TextArea).focus()
+        """Ctrl+N goes to the notes, and from the notes back to what you say (typing must not land in the notes)."""
+        notes = self.query_one("#notes", TextArea)
+        (self.query_one("#say", HistoryInput) if notes.has_focus else notes).focus()
 
     def action_take_over(self) -> None:
         if self.clinic_app.settings.instructor:
