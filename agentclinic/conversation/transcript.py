@@ -24,7 +24,8 @@ LABELS = {"clinician": "Clinician", "patient": "Patient", "relative": "Relative"
 MAX_TRANSCRIPT_BYTES = 1_000_000
 MAX_UTTERANCES = 1000
 _MARKDOWN = re.compile(r"^\s*\*\*\s*([A-Za-z]+)\s*:?\s*\*\*\s*:?\s*(.*)$")
-_OBSERVATION = re.compile(r"^(Patient|Relative|Interpreter)\s*:\s*", re.I)
+_OBSERVATION = re.compile(rf"^({'|'.join(label for role, label in LABELS.items() if role != 'clinician')})\s*:\s*",
+                          re.I)  # the person's reply in a clinic observation
 
 
 def read_transcript(path: str | Path) -> list[Line]:
